@@ -1,0 +1,166 @@
+"""The exception tree of hyperv-backup.
+
+Every exception the library raises on purpose derives from :class:`HyperVBackupError`, so a
+caller can catch everything with one ``except``. Below it::
+
+    HyperVBackupError
+    ├── ConfigError                       (also a ValueError)    invalid settings or scenario
+    ├── ConnectionError                   (also builtins.ConnectionError)
+    │   ├── AuthenticationError           the host refused the credentials
+    │   ├── TLSError                      the host's certificate could not be verified
+    │   └── ConnectionTimeoutError        (also TimeoutError) connect/read timed out
+    ├── ProtocolError                     a script answered with something other than
+    │                                     exactly one JSON envelope
+    ├── ScriptTimeoutError                (also TimeoutError) a script overran its deadline
+    ├── RemoteScriptError                 a script ran and reported a structured failure
+    │   ├── ConflictingOperationError     Hyper-V is busy with the VM (e.g. replication)
+    │   ├── VMNotFoundError               (also LookupError) no VM matches a name
+    │   ├── UnsupportedHostError          desktop Windows, no Hyper-V module, too old
+    │   ├── CheckpointError               a checkpoint could not be created or removed
+    │   ├── ExportError                   Export-VM / Export-VMSnapshot failed
+    │   └── AccessDeniedError             (also PermissionError) the account lacks rights
+    ├── TargetError                       the storage target failed
+    └── RepositoryError                   the backup repository is unusable
+        ├── IntegrityError                stored data does not match its hash
+        └── LockedError                   another process holds the repository lock
+
+Messages say what happened, to what, and what to do next. They never contain a secret.
+"""
+
+from __future__ import annotations
+
+import builtins
+
+__all__ = [
+    "AccessDeniedError",
+    "AuthenticationError",
+    "CheckpointError",
+    "ConfigError",
+    "ConflictingOperationError",
+    "ConnectionError",
+    "ConnectionTimeoutError",
+    "ExportError",
+    "HyperVBackupError",
+    "IntegrityError",
+    "LockedError",
+    "ProtocolError",
+    "RemoteScriptError",
+    "RepositoryError",
+    "ScriptTimeoutError",
+    "TLSError",
+    "TargetError",
+    "UnsupportedHostError",
+    "VMNotFoundError",
+]
+
+
+class HyperVBackupError(Exception):
+    """Root of every error hyperv-backup raises on purpose."""
+
+
+class ConfigError(HyperVBackupError, ValueError):
+    """Settings, a scenario file or script parameters are invalid."""
+
+
+class ConnectionError(HyperVBackupError, builtins.ConnectionError):  # noqa: A001
+    """The Hyper-V host could not be reached or the session broke."""
+
+
+class AuthenticationError(ConnectionError):
+    """The host refused the credentials (HTTP 401)."""
+
+
+class TLSError(ConnectionError):
+    """The host's TLS certificate could not be verified."""
+
+
+class ConnectionTimeoutError(ConnectionError, TimeoutError):
+    """Connecting to, or reading from, the host took longer than the configured timeout."""
+
+
+class ProtocolError(HyperVBackupError):
+    """A script's output was not exactly one JSON envelope.
+
+    ``output`` holds (at most 2,000 characters of) what came back, for diagnosis.
+    """
+
+    def __init__(self, message: str, *, script: str, output: str = "") -> None:
+        self.script = script
+        self.output = output[:2000]
+        detail = f"\n--- output of {script!r} (first 2,000 characters) ---\n{self.output}"
+        super().__init__(message + (detail if self.output else ""))
+
+
+class ScriptTimeoutError(HyperVBackupError, TimeoutError):
+    """A script ran longer than its deadline; it was asked to stop on the host."""
+
+    def __init__(self, message: str, *, script: str, deadline: float) -> None:
+        self.script = script
+        self.deadline = deadline
+        super().__init__(message)
+
+
+class RemoteScriptError(HyperVBackupError):
+    """A script on the host reported a failure in its envelope.
+
+    Attributes mirror the envelope's ``error`` object: ``kind`` (our classification),
+    ``fqid`` (PowerShell's FullyQualifiedErrorId), ``target`` (the object it concerned).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        script: str = "",
+        kind: str = "",
+        fqid: str | None = None,
+        target: str | None = None,
+    ) -> None:
+        self.script = script
+        self.kind = kind
+        self.fqid = fqid
+        self.target = target
+        super().__init__(message)
+
+
+class ConflictingOperationError(RemoteScriptError):
+    """Hyper-V refused because the VM is busy with a conflicting operation.
+
+    Usually Hyper-V Replica is sending a replication cycle; retrying later succeeds.
+    """
+
+
+class VMNotFoundError(RemoteScriptError, LookupError):
+    """No virtual machine on the host matches the requested name."""
+
+
+class UnsupportedHostError(RemoteScriptError):
+    """The host cannot be backed up: desktop Windows, no Hyper-V module, or too old."""
+
+
+class CheckpointError(RemoteScriptError):
+    """A checkpoint could not be created, removed or merged."""
+
+
+class ExportError(RemoteScriptError):
+    """Exporting a VM or checkpoint failed."""
+
+
+class AccessDeniedError(RemoteScriptError, PermissionError):
+    """The connecting account lacks the rights for the operation (Hyper-V Administrators)."""
+
+
+class TargetError(HyperVBackupError):
+    """The storage target (local directory or S3) failed."""
+
+
+class RepositoryError(HyperVBackupError):
+    """The backup repository is missing, malformed or unusable."""
+
+
+class IntegrityError(RepositoryError):
+    """Stored data does not match its recorded hash."""
+
+
+class LockedError(RepositoryError):
+    """Another process holds the repository lock."""
