@@ -31,16 +31,22 @@ class Timeouts(_Frozen):
     - ``read``: how long the HTTP client waits for any response. It must exceed
       ``operation``, otherwise every idle long poll would look like a dead connection;
       when left out it defaults to ``operation + 10``.
-    - ``script``: the default deadline for one script, enforced by hyperv-backup itself
-      (pypsrp's operation timeout is not a command timeout). When it passes, the script is
-      stopped on the host and :class:`~hyperv_backup.errors.ScriptTimeoutError` is raised.
-      Individual scripts may declare a longer default (exports take hours).
+    - ``script``: the deadline for one script, enforced by hyperv-backup itself (pypsrp's
+      operation timeout is not a command timeout). When it passes, the script is stopped on
+      the host and :class:`~hyperv_backup.errors.ScriptTimeoutError` is raised. Scripts
+      that legitimately run for hours (exports, merges) declare their own longer default.
+    - ``per_script``: deadlines by script name, overriding both of the above.
     """
 
     connect: float = Field(default=30.0, gt=0)
     operation: int = Field(default=20, ge=1, le=3600)
     read: float | None = Field(default=None, gt=0)
     script: float = Field(default=600.0, gt=0)
+    per_script: dict[str, float] = Field(default_factory=dict)
+
+    def deadline_for(self, script: str, declared: float | None = None) -> float:
+        """The deadline of ``script``: ``per_script``, else its declared one, else ``script``."""
+        return self.per_script.get(script) or declared or self.script
 
     @model_validator(mode="after")
     def _read_exceeds_operation(self) -> Timeouts:
@@ -81,16 +87,21 @@ class ConnectionSettings(_Frozen):
     ca_bundle: Path | None = Field(
         default=None, description="PEM file with the CA(s) that signed the host's certificate."
     )
-    certificate_pem: Path | None = Field(default=None, description="Client cert (auth=certificate).")
+    certificate_pem: Path | None = Field(
+        default=None, description="Client cert (auth=certificate)."
+    )
     certificate_key_pem: Path | None = Field(default=None, description="Its private key.")
     encryption: Literal["auto", "always", "never"] = Field(
         default="auto",
-        description="WinRM message encryption; 'auto' encrypts over HTTP with NTLM/Kerberos/CredSSP.",
+        description="WinRM message encryption; 'auto' encrypts plain HTTP with NTLM/Kerberos.",
     )
     negotiate_send_cbt: bool = Field(
         default=True, description="Send TLS channel binding with negotiate/ntlm/kerberos."
     )
     path: str = "wsman"
+    proxy: str | None = Field(
+        default=None, description="HTTP proxy URL; by default none, and the environment is ignored."
+    )
     timeouts: Timeouts = Field(default_factory=Timeouts)
 
     @model_validator(mode="after")

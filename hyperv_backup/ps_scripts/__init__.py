@@ -73,7 +73,7 @@ class ScriptSpec(Generic[P, R]):
     params: type[P]
     result: type[R]
     deadline: float | None = None
-    """Seconds; overrides ``Timeouts.script`` for this script when set."""
+    """Seconds; a longer default than ``Timeouts.script`` for scripts that run for hours."""
 
     @property
     def filename(self) -> str:
@@ -128,8 +128,8 @@ class InventoryResult(BaseModel):
 SCRIPTS: dict[str, ScriptSpec[Any, Any]] = {
     spec.name: spec
     for spec in (
-        ScriptSpec("get-host-info", GetHostInfoParams, HostInfo, deadline=60.0),
-        ScriptSpec("get-inventory", GetInventoryParams, InventoryResult, deadline=300.0),
+        ScriptSpec("get-host-info", GetHostInfoParams, HostInfo),
+        ScriptSpec("get-inventory", GetInventoryParams, InventoryResult),
     )
 }
 """Every script hyperv-backup can run, by name."""

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Sets up hyperv-backup on a fresh Debian machine (Python 3.11 + apt) and runs it.
+#   ./dev.sh demo   back up the simulator's VMs (the emulated Hyper-V host) and show the result
+#   ./dev.sh test   the whole test suite: lint, types, PowerShell gates, end-to-end tests
+# The first run creates .venv and installs the package with its test extras; later runs
+# reuse it (re-installing only when pyproject.toml changed).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV=.venv
+PYTHON=${PYTHON:-python3}
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+ensure_venv() {
+    if [ -x "$VENV/bin/python" ]; then return; fi
+    if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
+        # Debian splits venv support (ensurepip) into its own package.
+        rm -rf "$VENV"
+        as_root apt-get update -qq
+        as_root apt-get install -y -qq python3-venv >/dev/null
+        "$PYTHON" -m venv "$VENV"
+    fi
+}
+
+ensure_installed() {
+    local stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+    if [ -f "$stamp" ]; then return; fi
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip
+    "$VENV/bin/python" -m pip install --quiet -e '.[test]'
+    rm -f "$VENV"/.installed-*
+    touch "$stamp"
+}
+
+run_tests() {
+    echo "== ruff"
+    "$VENV/bin/ruff" check hyperv_backup tests
+    echo "== mypy --strict"
+    "$VENV/bin/mypy" hyperv_backup
+    echo "== pytest"
+    set +e
+    "$VENV/bin/python" -m pytest "$@"
+    local status=$?
+    set -e
+    if [ "$status" -eq 5 ]; then
+        echo "pytest collected no tests: that is neither a pass nor a test failure;" \
+             "check the test paths." >&2
+    fi
+    return "$status"
+}
+
+command=${1:-}
+[ $# -gt 0 ] && shift
+case "$command" in
+    demo)
+        ensure_venv; ensure_installed
+        exec "$VENV/bin/hyperv-backup" demo "$@" ;;
+    test)
+        ensure_venv; ensure_installed
+        run_tests "$@" ;;
+    *)
+        echo "usage: ./dev.sh demo | ./dev.sh test [pytest args]" >&2
+        exit 2 ;;
+esac

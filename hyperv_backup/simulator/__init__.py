@@ -1,0 +1,173 @@
+"""An emulated Hyper-V host on loopback, for tests, demos and your own automation.
+
+The simulator is a real WinRM / PowerShell Remoting endpoint: the unmodified pypsrp client
+(and so hyperv-backup) talks to it exactly as to a Windows Server host. Behind the endpoint an
+:class:`EmulatedHost` answers hyperv-backup's scripts from a scenario file.
+
+>>> from hyperv_backup import HyperVHost
+>>> from hyperv_backup.simulator import Simulator
+>>> with Simulator() as sim, HyperVHost(sim.connection_settings()) as host:   # doctest: +SKIP
+...     print([vm.name for vm in host.inventory()])
+
+HTTPS with a freshly generated self-signed CA (``sim.ca_pem``) and Basic authentication is
+the default; NTLM is offered too.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from pydantic import SecretStr
+
+from hyperv_backup.config import AuthMethod, ConnectionSettings, Timeouts
+from hyperv_backup.simulator.emulator import EmulatedHost, RecordedCall
+from hyperv_backup.simulator.scenario import (
+    FaultSpec,
+    Scenario,
+    default_scenario_path,
+    load_scenario,
+)
+from hyperv_backup.simulator.wsman import WSManServer, generate_tls_material
+
+__all__ = [
+    "EmulatedHost",
+    "FaultSpec",
+    "RecordedCall",
+    "Scenario",
+    "Simulator",
+    "default_scenario_path",
+    "load_scenario",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class Simulator:
+    """Start an emulated Hyper-V host on 127.0.0.1; a context manager.
+
+    ``scenario`` is a :class:`Scenario`, a path to a YAML/JSON file, a dict, or None for the
+    default scenario. ``port=0`` picks a free port. ``tls=False`` serves plain HTTP (clients
+    then need NTLM, or Basic with ``encryption='never'``).
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario | str | Path | dict[str, Any] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: bool = True,
+        auth: tuple[str, ...] = ("basic", "ntlm"),
+    ) -> None:
+        self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+        self.emulator = EmulatedHost(self.scenario)
+        self._host = host
+        self._port = port
+        self._tls = tls
+        self._auth = auth
+        self._workdir: Path | None = None
+        self._server: WSManServer | None = None
+        self.ca_pem: Path | None = None
+
+    def __enter__(self) -> Simulator:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Generate TLS material (if TLS) and start serving."""
+        if self._server is not None:
+            return
+        self._workdir = Path(tempfile.mkdtemp(prefix="hyperv-backup-sim-"))
+        tls = None
+        if self._tls:
+            tls = generate_tls_material(self._workdir)
+            self.ca_pem = tls.ca_pem
+        creds = self.scenario.credentials
+        server = WSManServer(
+            self.emulator,
+            users={creds.username: creds.password},
+            host=self._host,
+            port=self._port,
+            tls=tls,
+            auth=self._auth,
+        )
+        server.start()
+        self._server = server
+        logger.info("simulator listening on %s", server.url)
+
+    def stop(self) -> None:
+        """Stop serving and delete the generated files. Safe to call twice."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop()
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    @property
+    def server(self) -> WSManServer:
+        """The running endpoint (raises if not started)."""
+        if self._server is None:
+            raise RuntimeError("the simulator is not running; use it as a context manager")
+        return self._server
+
+    @property
+    def port(self) -> int:
+        """The TCP port it listens on."""
+        port: int = self.server.port
+        return port
+
+    @property
+    def url(self) -> str:
+        """The WinRM endpoint URL."""
+        url: str = self.server.url
+        return url
+
+    @property
+    def calls(self) -> list[RecordedCall]:
+        """Every script call received so far."""
+        return list(self.emulator.calls)
+
+    def add_fault(self, fault: FaultSpec) -> None:
+        """Inject a fault into a later call."""
+        self.emulator.add_fault(fault)
+
+    def connection_settings(
+        self,
+        *,
+        auth: AuthMethod = "basic",
+        password: str | None = None,
+        timeouts: Timeouts | None = None,
+        trust_ca: bool = True,
+    ) -> ConnectionSettings:
+        """Settings with which hyperv-backup reaches this simulator."""
+        creds = self.scenario.credentials
+        extra: dict[str, Any] = {}
+        if self._tls and trust_ca:
+            extra["ca_bundle"] = self.ca_pem
+        if not self._tls and auth == "basic":
+            extra["encryption"] = "never"
+        if timeouts is not None:
+            extra["timeouts"] = timeouts
+        return ConnectionSettings(
+            host=self._host,
+            port=self.port,
+            use_tls=self._tls,
+            auth=auth,
+            username=creds.username,
+            password=SecretStr(password if password is not None else creds.password),
+            **extra,
+        )

@@ -1,0 +1,6 @@
+# hyperv-backup-script: fixture
+[CmdletBinding()]
+param()
+
+Get-VM  # expect: contract/error-action
+$ErrorActionPreference = 'Stop'
