@@ -38,7 +38,9 @@ def generated_scenario(count: int) -> dict[str, Any]:
                     },
                 ],
                 "checkpoints": [
-                    {"name": "a"}, {"name": "b", "parent": "a"}, {"name": "c", "parent": "a"},
+                    {"name": "a"},
+                    {"name": "b", "parent": "a"},
+                    {"name": "c", "parent": "a"},
                 ],
                 "replication": {"mode": "Primary"} if i % 4 == 0 else {},
             }

@@ -58,7 +58,6 @@ simulator_app = typer.Typer(
 app.add_typer(simulator_app, name="simulator")
 
 
-
 def _out() -> Console:
     # Built per use, not at import: rich reads COLUMNS and the TTY state when constructed.
     return Console()
@@ -75,15 +74,19 @@ def _configure(
     ] = 0,
 ) -> None:
     level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
 
 
 def _fail(error: BaseException, code: int = EXIT_FAILURE) -> NoReturn:
-    _err().print(f"[bold red]error:[/] {escape(str(error))}", markup=True, highlight=False, soft_wrap=True)
+    message = f"[bold red]error:[/] {escape(str(error))}"
+    _err().print(message, markup=True, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
 def _connection_settings(
+    *,
     host: str,
     port: int | None,
     auth: AuthMethod,
@@ -125,7 +128,9 @@ AuthOpt = Annotated[
 ]
 UserOpt = Annotated[
     str | None,
-    typer.Option("--username", "-u", help="DOMAIN\\user or user@domain.", envvar="HYPERV_BACKUP_USERNAME"),
+    typer.Option(
+        "--username", "-u", help="DOMAIN\\user or user@domain.", envvar="HYPERV_BACKUP_USERNAME"
+    ),
 ]
 PasswordOpt = Annotated[
     str | None,
@@ -171,7 +176,15 @@ def inventory(
     if auth not in ("negotiate", "ntlm", "kerberos", "basic", "credssp", "certificate"):
         _fail(ConfigError(f"Unknown --auth {auth!r}."), EXIT_USAGE)
     settings = _connection_settings(
-        host, port, auth, username, password, no_tls, ca_bundle, insecure, script_timeout  # type: ignore[arg-type]
+        host=host,
+        port=port,
+        auth=auth,  # type: ignore[arg-type]  # checked against AuthMethod just above
+        username=username,
+        password=password,
+        no_tls=no_tls,
+        ca_bundle=ca_bundle,
+        insecure=insecure,
+        script_timeout=script_timeout,
     )
     _print_inventory(settings, names or [], as_json=as_json)
 

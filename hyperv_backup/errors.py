@@ -62,7 +62,7 @@ class ConfigError(HyperVBackupError, ValueError):
     """Settings, a scenario file or script parameters are invalid."""
 
 
-class ConnectionError(HyperVBackupError, builtins.ConnectionError):  # noqa: A001
+class ConnectionError(HyperVBackupError, builtins.ConnectionError):
     """The Hyper-V host could not be reached or the session broke."""
 
 

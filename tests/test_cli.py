@@ -14,13 +14,21 @@ from typer.testing import CliRunner
 from hyperv_backup.cli import app
 from hyperv_backup.simulator import Simulator
 
-ODD_NAME = "O'Brien; $(Remove-Item C:\\) \"ü\""
+ODD_NAME = 'O\'Brien; $(Remove-Item C:\\) "ü"'
 
 
 def _connect_args(sim: Simulator) -> list[str]:
     return [
-        "--host", "127.0.0.1", "--port", str(sim.port), "--auth", "basic",
-        "-u", sim.scenario.credentials.username, "--ca-bundle", str(sim.ca_pem),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(sim.port),
+        "--auth",
+        "basic",
+        "-u",
+        sim.scenario.credentials.username,
+        "--ca-bundle",
+        str(sim.ca_pem),
     ]
 
 
@@ -29,7 +37,9 @@ def _env(sim: Simulator) -> dict[str, str]:
 
 
 def test_inventory_json_lists_every_vm_with_host(simulator: Simulator) -> None:
-    result = CliRunner().invoke(app, ["inventory", *_connect_args(simulator), "--json"], env=_env(simulator))
+    result = CliRunner().invoke(
+        app, ["inventory", *_connect_args(simulator), "--json"], env=_env(simulator)
+    )
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert document["host"]["computer_name"] == "HV01"
@@ -51,7 +61,9 @@ def test_inventory_table_shows_names_verbatim(simulator: Simulator) -> None:
 
 
 def test_unknown_vm_exits_1_with_message_on_stderr(simulator: Simulator) -> None:
-    result = CliRunner().invoke(app, ["inventory", *_connect_args(simulator), "ghost"], env=_env(simulator))
+    result = CliRunner().invoke(
+        app, ["inventory", *_connect_args(simulator), "ghost"], env=_env(simulator)
+    )
     assert result.exit_code == 1
     assert "No virtual machine named 'ghost'" in result.stderr
 
@@ -76,7 +88,10 @@ def test_wrong_password_exits_1_without_echoing_it(simulator: Simulator) -> None
 def test_demo_runs_inventory_against_the_simulator() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "hyperv_backup", "demo", "--json"],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     document = json.loads(done.stdout)
@@ -86,7 +101,10 @@ def test_demo_runs_inventory_against_the_simulator() -> None:
 def test_simulator_serve_prints_how_to_connect_and_stops_on_sigterm() -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "hyperv_backup", "simulator", "serve", "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
         assert proc.stdout is not None

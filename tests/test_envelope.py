@@ -71,7 +71,9 @@ def test_conflicting_operation_message_is_classified_once() -> None:
 
 
 def test_kinds_map_to_typed_exceptions() -> None:
-    error = classify_failure("get-inventory", Failure(kind="vm_not_found", message="no vm", target="x"))
+    error = classify_failure(
+        "get-inventory", Failure(kind="vm_not_found", message="no vm", target="x")
+    )
     assert isinstance(error, VMNotFoundError)
     assert isinstance(error, LookupError)
     denied = classify_failure("s", Failure(message="Access is denied."))

@@ -13,7 +13,7 @@ from hyperv_backup import (
 from hyperv_backup.ps_scripts import SCRIPTS, GetInventoryParams
 from hyperv_backup.simulator import Simulator
 
-ODD_NAME = "O'Brien; $(Remove-Item C:\\) \"ü\""
+ODD_NAME = 'O\'Brien; $(Remove-Item C:\\) "ü"'
 
 
 def test_inventory_of_default_scenario_round_trips_every_field(simulator: Simulator) -> None:
@@ -21,7 +21,7 @@ def test_inventory_of_default_scenario_round_trips_every_field(simulator: Simula
     with HyperVHost(simulator.connection_settings()) as host:
         vms = host.inventory()
     assert [vm.name for vm in vms] == [vm.name for vm in expected]
-    for got, want in zip(vms, expected):
+    for got, want in zip(vms, expected, strict=True):
         # Whole-model equality: every field, nested disks, chains, checkpoints, replication.
         assert got == want, got.name
     assert len(vms) == 9
@@ -59,7 +59,10 @@ def test_wildcard_matching_nothing_is_not_an_error(simulator: Simulator) -> None
 
 
 def test_unknown_vm_name_raises_vm_not_found(simulator: Simulator) -> None:
-    with HyperVHost(simulator.connection_settings()) as host, pytest.raises(VMNotFoundError) as caught:
+    with (
+        HyperVHost(simulator.connection_settings()) as host,
+        pytest.raises(VMNotFoundError) as caught,
+    ):
         host.inventory(["web01", "no-such-vm"])
     assert caught.value.target == "no-such-vm"
     assert "no-such-vm" in str(caught.value)
@@ -79,7 +82,10 @@ def test_desktop_windows_host_is_refused_clearly(make_simulator) -> None:  # typ
             "vms": [{"name": "test-vm"}],
         }
     )
-    with HyperVHost(sim.connection_settings()) as host, pytest.raises(UnsupportedHostError) as caught:
+    with (
+        HyperVHost(sim.connection_settings()) as host,
+        pytest.raises(UnsupportedHostError) as caught,
+    ):
         host.inventory()
     message = str(caught.value)
     assert "LAPTOP7" in message
@@ -91,21 +97,32 @@ def test_desktop_windows_host_is_refused_clearly(make_simulator) -> None:  # typ
 
 def test_host_without_hyperv_module_is_refused(make_simulator) -> None:  # type: ignore[no-untyped-def]
     sim = make_simulator({"host": {"hyperv_module": False}})
-    with HyperVHost(sim.connection_settings()) as host, pytest.raises(
-        UnsupportedHostError, match="Install-WindowsFeature -Name Hyper-V-PowerShell"
+    with (
+        HyperVHost(sim.connection_settings()) as host,
+        pytest.raises(
+            UnsupportedHostError, match="Install-WindowsFeature -Name Hyper-V-PowerShell"
+        ),
     ):
         host.inventory()
 
 
 def test_server_2012_r2_is_recognised(make_simulator) -> None:  # type: ignore[no-untyped-def]
     sim = make_simulator(
-        {"host": {"os_caption": "Microsoft Windows Server 2012 R2 Standard", "os_version": "6.3.9600", "os_build": 9600}}
+        {
+            "host": {
+                "os_caption": "Microsoft Windows Server 2012 R2 Standard",
+                "os_version": "6.3.9600",
+                "os_build": 9600,
+            }
+        }
     )
     with HyperVHost(sim.connection_settings()) as host:
         assert host.ensure_supported().server_release == "2012 R2"
 
 
 def test_result_that_does_not_match_the_model_is_a_protocol_error(simulator: Simulator) -> None:
-    with HyperVHost(simulator.connection_settings()) as host:
-        with pytest.raises(ProtocolError, match="does not match InventoryResult"):
-            host.runner._validate_result(SCRIPTS["get-inventory"], {"vms": [{"name": "x"}]})
+    with (
+        HyperVHost(simulator.connection_settings()) as host,
+        pytest.raises(ProtocolError, match="does not match InventoryResult"),
+    ):
+        host.runner._validate_result(SCRIPTS["get-inventory"], {"vms": [{"name": "x"}]})

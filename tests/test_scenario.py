@@ -9,15 +9,19 @@ import pytest
 from hyperv_backup import ConfigError, ReplicationMode, VMState
 from hyperv_backup.simulator import default_scenario_path, load_scenario
 
-ODD_NAME = "O'Brien; $(Remove-Item C:\\) \"ü\""
+ODD_NAME = 'O\'Brien; $(Remove-Item C:\\) "ü"'
 
 
 def test_default_scenario_has_every_case_the_engine_must_handle() -> None:
     scenario = load_scenario(default_scenario_path())
     vms = {vm.name: vm.info(scenario.host) for vm in scenario.vms}
     running_with_vss = [
-        v for v in vms.values()
-        if v.state == VMState.RUNNING and v.generation == 2 and v.backup_service and v.backup_service.is_healthy
+        v
+        for v in vms.values()
+        if v.state == VMState.RUNNING
+        and v.generation == 2
+        and v.backup_service
+        and v.backup_service.is_healthy
     ]
     assert running_with_vss
     assert any(v.state == VMState.RUNNING and v.backup_service is None for v in vms.values())
@@ -36,7 +40,11 @@ def test_checkpoint_tree_links_parents_by_id() -> None:
     assert by_name["Before upgrade"].parent_id is None
     assert by_name["Experiment 2"].parent_id == by_name["Experiment"].id
     assert dev.parent_checkpoint_id == by_name["After upgrade"].id
-    assert [link.vhd_type for link in dev.hard_disks[0].chain] == ["Differencing", "Differencing", "Dynamic"]
+    assert [link.vhd_type for link in dev.hard_disks[0].chain] == [
+        "Differencing",
+        "Differencing",
+        "Dynamic",
+    ]
 
 
 def test_sizes_accept_units() -> None:
@@ -46,7 +54,11 @@ def test_sizes_accept_units() -> None:
 
 def test_invalid_scenario_names_file_and_problem(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
-    path.write_text("vms:\n  - name: a\n    checkpoints: [{name: x, parent: nope}]\n  - name: b\n    state: Flying\n")
+    path.write_text(
+        "vms:\n"
+        "  - name: a\n    checkpoints: [{name: x, parent: nope}]\n"
+        "  - name: b\n    state: Flying\n"
+    )
     with pytest.raises(ConfigError) as caught:
         load_scenario(path)
     message = str(caught.value)

@@ -14,12 +14,14 @@ def test_read_timeout_defaults_above_operation_timeout() -> None:
 
 
 def test_read_timeout_not_above_operation_timeout_is_refused() -> None:
-    with pytest.raises(ValidationError, match="must be greater than timeouts.operation"):
+    with pytest.raises(ValidationError, match=r"must be greater than timeouts\.operation"):
         Timeouts(operation=30, read=30)
 
 
 def test_password_never_appears_in_repr_or_dump() -> None:
-    settings = ConnectionSettings(host="hv01", username="CORP\\backup", password=SecretStr("s3cr3t!"))
+    settings = ConnectionSettings(
+        host="hv01", username="CORP\\backup", password=SecretStr("s3cr3t!")
+    )
     assert "s3cr3t!" not in repr(settings)
     assert "s3cr3t!" not in str(settings.model_dump())
     assert "s3cr3t!" not in settings.model_dump_json()

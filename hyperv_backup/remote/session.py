@@ -21,9 +21,9 @@ from types import TracebackType
 from typing import Any
 
 import requests
+from pypsrp.complex_objects import PSInvocationState
 from pypsrp.exceptions import AuthenticationError as PypsrpAuthenticationError
 from pypsrp.exceptions import WinRMError, WinRMTransportError, WSManFaultError
-from pypsrp.complex_objects import PSInvocationState
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
 
