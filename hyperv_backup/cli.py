@@ -269,7 +269,8 @@ def simulator_serve(
         _fail(err, EXIT_USAGE)
     try:
         creds = sim.scenario.credentials
-        tls = "" if no_tls else f" --ca-bundle {sim.ca_pem}"
+        # Over plain HTTP, NTLM encrypts the messages; Basic would send the password readable.
+        how = "--no-tls --auth ntlm" if no_tls else f"--auth basic --ca-bundle {sim.ca_pem}"
         lines = [
             f"Emulated Hyper-V host {sim.scenario.host.computer_name} listening on {sim.url}",
             f"  user: {creds.username}   password: {creds.password}   (a test double)",
@@ -279,8 +280,7 @@ def simulator_serve(
         lines += [
             "Try:",
             f"  HYPERV_BACKUP_PASSWORD='{creds.password}' hyperv-backup inventory "
-            f"--host {listen} --port {sim.port} --auth basic -u {creds.username}{tls}"
-            + (" --no-tls" if no_tls else ""),
+            f"--host {listen} --port {sim.port} -u {creds.username} {how}",
             "Press Ctrl-C to stop.",
         ]
         print("\n".join(lines), flush=True)

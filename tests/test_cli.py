@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from typer.testing import CliRunner
 
 from hyperv_backup.cli import app
@@ -98,9 +99,12 @@ def test_demo_runs_inventory_against_the_simulator() -> None:
     assert ODD_NAME in [vm["name"] for vm in document["vms"]]
 
 
-def test_simulator_serve_prints_how_to_connect_and_stops_on_sigterm() -> None:
+@pytest.mark.parametrize("tls_args", [[], ["--no-tls"]], ids=["https-basic", "http-ntlm"])
+def test_simulator_serve_prints_a_command_that_works_and_stops_on_sigterm(
+    tls_args: list[str],
+) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hyperv_backup", "simulator", "serve", "--port", "0"],
+        [sys.executable, "-m", "hyperv_backup", "simulator", "serve", "--port", "0", *tls_args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -116,9 +120,22 @@ def test_simulator_serve_prints_how_to_connect_and_stops_on_sigterm() -> None:
             if "Press Ctrl-C" in line:
                 break
         text = "".join(lines)
-        assert "listening on https://127.0.0.1:" in text
-        assert "CA certificate:" in text
-        assert "hyperv-backup inventory --host 127.0.0.1" in text
+        assert "listening on http" in text
+        suggested = lines[lines.index("Try:\n") + 1].strip()
+        assert suggested.startswith("HYPERV_BACKUP_PASSWORD=")
+        # The printed command is the one a user would paste: run it as printed.
+        path = os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]
+        done = subprocess.run(
+            suggested + " --json",
+            shell=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PATH": path},
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert len(json.loads(done.stdout)["vms"]) == 9
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=15)

@@ -127,3 +127,27 @@ def test_connection_refused_is_a_connection_error() -> None:
     )
     with pytest.raises(ConnectionError, match="Check the host name, port and firewall"):
         Session(settings).open()
+
+
+def test_ntlm_with_message_encryption_over_plain_http(make_simulator) -> None:  # type: ignore[no-untyped-def]
+    sim = make_simulator(tls=False)
+    settings = sim.connection_settings(auth="ntlm")
+    assert settings.endpoint.startswith("http://")
+    assert settings.encryption == "auto"  # pypsrp encrypts every message with the NTLM session
+    with HyperVHost(settings) as host:
+        assert len(host.inventory()) == len(sim.scenario.vms)
+    assert sim.emulator.calls_to("get-inventory")[-1].username.lower() == "administrator"
+
+
+def test_negotiate_over_https_falls_back_to_ntlm(simulator: Simulator) -> None:
+    with HyperVHost(simulator.connection_settings(auth="negotiate")) as host:
+        assert host.info().computer_name == "HV01"
+
+
+def test_ntlm_wrong_password_is_an_authentication_error(make_simulator) -> None:  # type: ignore[no-untyped-def]
+    sim = make_simulator(tls=False)
+    with (
+        pytest.raises(AuthenticationError, match="auth=ntlm"),
+        HyperVHost(sim.connection_settings(auth="ntlm", password="bad-one")) as host,
+    ):
+        host.info()
