@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 
 import tests.gates as gates
 from hyperv_backup.ps_scripts import SCRIPTS, ScriptParams, marker_of
-from tests.gates import Finding
+from tests.gates import Finding, ps51
 
 SCRIPTS_DIR = Path(__file__).resolve().parents[1] / "hyperv_backup" / "ps_scripts"
 SHIPPED = sorted(SCRIPTS_DIR.glob("*.ps1"))
@@ -313,9 +313,9 @@ def test_signature_resolution() -> None:
 
 def test_ps7_tables_do_not_overlap_the_51_catalog() -> None:
     """A 7-only cmdlet or parameter that the 5.1 catalog has would be a false positive."""
-    assert not [name for name in gates._PS7_COMMANDS if CATALOG.cmdlet(name)]
+    assert not [name for name in ps51._PS7_COMMANDS if CATALOG.cmdlet(name)]
     overlap = []
-    for name, parameters in gates._PS7_PARAMETERS.items():
+    for name, parameters in ps51._PS7_PARAMETERS.items():
         cmdlet = CATALOG.cmdlet(name)
         assert cmdlet is not None, name
         known = {n.lower() for n in CATALOG.signature(cmdlet).names}
