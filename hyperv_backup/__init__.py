@@ -18,7 +18,14 @@ from __future__ import annotations
 
 import logging
 
+from hyperv_backup.backup import BackupJob, ProgressEvent, new_job_id
 from hyperv_backup.config import AuthMethod, ConnectionSettings, Timeouts
+from hyperv_backup.consistency import (
+    CaptureMethod,
+    ConsistencyDecision,
+    ConsistencyLevel,
+    decide_consistency,
+)
 from hyperv_backup.errors import (
     AccessDeniedError,
     AuthenticationError,
@@ -27,19 +34,27 @@ from hyperv_backup.errors import (
     ConflictingOperationError,
     ConnectionError,
     ConnectionTimeoutError,
+    ConsistencyError,
     ExportError,
+    HookError,
     HyperVBackupError,
+    InsufficientSpaceError,
     IntegrityError,
     LockedError,
+    PassthroughDiskError,
+    ProductionCheckpointError,
     ProtocolError,
     RemoteScriptError,
+    ReplicationError,
     RepositoryError,
     ScriptTimeoutError,
+    ShadowCopyError,
     TargetError,
     TLSError,
     UnsupportedHostError,
     VMNotFoundError,
 )
+from hyperv_backup.hooks import HookContext
 from hyperv_backup.host import HyperVHost, check_host_supported
 from hyperv_backup.models import (
     CheckpointInfo,
@@ -54,6 +69,29 @@ from hyperv_backup.models import (
     VMInfo,
     VMState,
 )
+from hyperv_backup.plan import BackupPlan, PlannedDisk, VMPlan
+from hyperv_backup.policy import (
+    BackupPolicy,
+    CaptureMode,
+    ConsistencyPolicy,
+    Hooks,
+    PassthroughPolicy,
+    PowerShellHook,
+    RetryPolicy,
+    Selection,
+)
+from hyperv_backup.results import (
+    CapturedFile,
+    CleanupReport,
+    Exclusion,
+    HookOutcome,
+    JobResult,
+    JobStatus,
+    VMBackupResult,
+    VMStatus,
+)
+from hyperv_backup.sink import CaptureSink, DirectorySink
+from hyperv_backup.transfer import FileReader, LocalPathReader
 
 __version__ = "0.1.0"
 
@@ -61,39 +99,77 @@ __all__ = [
     "AccessDeniedError",
     "AuthMethod",
     "AuthenticationError",
+    "BackupJob",
+    "BackupPlan",
+    "BackupPolicy",
+    "CaptureMethod",
+    "CaptureMode",
+    "CaptureSink",
+    "CapturedFile",
     "CheckpointError",
     "CheckpointInfo",
     "CheckpointType",
+    "CleanupReport",
     "ConfigError",
     "ConflictingOperationError",
     "ConnectionError",
     "ConnectionSettings",
     "ConnectionTimeoutError",
+    "ConsistencyDecision",
+    "ConsistencyError",
+    "ConsistencyLevel",
+    "ConsistencyPolicy",
+    "DirectorySink",
     "DiskChainLink",
+    "Exclusion",
     "ExportError",
+    "FileReader",
     "HardDisk",
+    "HookContext",
+    "HookError",
+    "HookOutcome",
+    "Hooks",
     "HostInfo",
     "HyperVBackupError",
     "HyperVHost",
+    "InsufficientSpaceError",
     "IntegrationService",
     "IntegrityError",
+    "JobResult",
+    "JobStatus",
+    "LocalPathReader",
     "LockedError",
+    "PassthroughDiskError",
+    "PassthroughPolicy",
+    "PlannedDisk",
+    "PowerShellHook",
+    "ProductionCheckpointError",
+    "ProgressEvent",
     "ProtocolError",
     "RemoteScriptError",
+    "ReplicationError",
     "ReplicationInfo",
     "ReplicationMode",
     "RepositoryError",
+    "RetryPolicy",
     "ScriptTimeoutError",
+    "Selection",
+    "ShadowCopyError",
     "SnapshotType",
     "TLSError",
     "TargetError",
     "Timeouts",
     "UnsupportedHostError",
+    "VMBackupResult",
     "VMInfo",
     "VMNotFoundError",
+    "VMPlan",
     "VMState",
+    "VMStatus",
     "__version__",
     "check_host_supported",
+    "decide_consistency",
+    "new_job_id",
 ]
 
 # A library never configures logging; this keeps "No handler" warnings away.

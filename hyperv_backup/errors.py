@@ -17,8 +17,15 @@ caller can catch everything with one ``except``. Below it::
     │   ├── VMNotFoundError               (also LookupError) no VM matches a name
     │   ├── UnsupportedHostError          desktop Windows, no Hyper-V module, too old
     │   ├── CheckpointError               a checkpoint could not be created or removed
-    │   ├── ExportError                   Export-VM / Export-VMSnapshot failed
+    │   │   └── ProductionCheckpointError the guest could not take a VSS snapshot
+    │   ├── ExportError                   an export or the staging folder failed
+    │   │   └── InsufficientSpaceError    the staging volume is too full
+    │   ├── ShadowCopyError               a host VSS shadow copy failed
+    │   ├── ReplicationError              suspending/resuming Hyper-V Replica failed
+    │   ├── HookError                     a before/after command failed
     │   └── AccessDeniedError             (also PermissionError) the account lacks rights
+    ├── ConsistencyError                  the demanded consistency level cannot be reached
+    ├── PassthroughDiskError              a VM has pass-through disks and policy is fail_vm
     ├── TargetError                       the storage target failed
     └── RepositoryError                   the backup repository is unusable
         ├── IntegrityError                stored data does not match its hash
@@ -39,14 +46,21 @@ __all__ = [
     "ConflictingOperationError",
     "ConnectionError",
     "ConnectionTimeoutError",
+    "ConsistencyError",
     "ExportError",
+    "HookError",
     "HyperVBackupError",
+    "InsufficientSpaceError",
     "IntegrityError",
     "LockedError",
+    "PassthroughDiskError",
+    "ProductionCheckpointError",
     "ProtocolError",
     "RemoteScriptError",
+    "ReplicationError",
     "RepositoryError",
     "ScriptTimeoutError",
+    "ShadowCopyError",
     "TLSError",
     "TargetError",
     "UnsupportedHostError",
@@ -142,12 +156,43 @@ class CheckpointError(RemoteScriptError):
     """A checkpoint could not be created, removed or merged."""
 
 
+class ProductionCheckpointError(CheckpointError):
+    """A production (application-consistent) checkpoint failed: the guest's VSS did not
+    answer (integration services missing, stopped or unhealthy)."""
+
+
 class ExportError(RemoteScriptError):
-    """Exporting a VM or checkpoint failed."""
+    """Exporting a VM or its configuration, or preparing the staging folder, failed."""
+
+
+class InsufficientSpaceError(ExportError):
+    """The staging volume on the host has less free space than the export needs."""
+
+
+class ShadowCopyError(RemoteScriptError):
+    """A VSS shadow copy on the host could not be created or removed."""
+
+
+class ReplicationError(RemoteScriptError):
+    """Hyper-V Replica could not be suspended or resumed for a VM."""
+
+
+class HookError(RemoteScriptError):
+    """A before/after command reported a failure."""
 
 
 class AccessDeniedError(RemoteScriptError, PermissionError):
     """The connecting account lacks the rights for the operation (Hyper-V Administrators)."""
+
+
+class ConsistencyError(HyperVBackupError):
+    """The policy demands a consistency level this VM cannot reach (e.g. ``app_required``
+    for a VM without a healthy guest VSS service, or for a replica)."""
+
+
+class PassthroughDiskError(HyperVBackupError):
+    """The VM has pass-through disks, which Hyper-V cannot back up, and the policy says
+    ``passthrough = fail_vm``."""
 
 
 class TargetError(HyperVBackupError):

@@ -12,8 +12,17 @@ from rich.markup import escape
 from rich.table import Table
 
 from hyperv_backup.models import HostInfo, VMInfo
+from hyperv_backup.plan import BackupPlan
+from hyperv_backup.results import JobResult
 
-__all__ = ["format_bytes", "host_summary", "inventory_json", "inventory_table"]
+__all__ = [
+    "format_bytes",
+    "host_summary",
+    "inventory_json",
+    "inventory_table",
+    "job_table",
+    "plan_table",
+]
 
 
 def format_bytes(value: int) -> str:
@@ -89,3 +98,63 @@ def inventory_json(info: HostInfo, vms: list[VMInfo]) -> str:
         "vms": [vm.model_dump(mode="json") for vm in vms],
     }
     return json.dumps(document, indent=2, ensure_ascii=False)
+
+
+def _level_text(level: object | None) -> str:
+    if level is None:
+        return "-"
+    value = str(getattr(level, "value", level))
+    colour = {"application": "green", "offline": "green", "crash": "yellow"}.get(value, "white")
+    return f"[{colour}]{value}[/]"
+
+
+def plan_table(plan: BackupPlan) -> Table:
+    """One row per VM: method, expected consistency and why, capture mode, size, exclusions."""
+    table = Table(title=f"Plan: {len(plan.vms)} VM(s), about {format_bytes(plan.estimated_bytes)}")
+    for column in ("VM", "Method", "Consistency", "Capture", "Est. size", "Notes"):
+        table.add_column(column, overflow="fold")
+    for vm in plan.vms:
+        notes = [escape(vm.reason)]
+        if vm.fallback is not None:
+            notes.append(f"falls back to {vm.fallback.value} if the guest cannot flush")
+        notes += [f"[red]excluded[/]: {escape(e.item)}" for e in vm.excluded]
+        if vm.replication_note:
+            notes.append(escape(vm.replication_note))
+        if vm.will_fail:
+            notes.insert(0, f"[bold red]will fail[/]: {escape(vm.will_fail)}")
+        table.add_row(
+            escape(vm.vm_name),
+            vm.method.value if vm.method else "-",
+            _level_text(vm.expected),
+            vm.capture_mode.value,
+            format_bytes(vm.estimated_bytes),
+            "\n".join(notes),
+        )
+    return table
+
+
+def job_table(result: JobResult) -> Table:
+    """One row per VM of a finished job."""
+    table = Table(title=f"Job {result.job_id}: {result.status.value}")
+    for column in ("VM", "Status", "Consistency", "Method", "Bytes", "Time", "Retries", "Notes"):
+        table.add_column(column, overflow="fold")
+    for vm in result.vms:
+        status = "[green]ok[/]" if vm.status.value == "success" else "[bold red]failed[/]"
+        notes = []
+        if vm.error:
+            notes.append(f"[red]{escape(vm.error)}[/]")
+        notes += [f"excluded: {escape(e.item)}" for e in vm.excluded]
+        if vm.pause_seconds:
+            notes.append(f"paused {vm.pause_seconds:.2f} s")
+        notes += [f"[yellow]warning[/]: {escape(w)}" for w in vm.warnings]
+        table.add_row(
+            escape(vm.vm_name),
+            status,
+            _level_text(vm.achieved),
+            vm.method.value if vm.method else "-",
+            format_bytes(vm.bytes),
+            f"{vm.duration_seconds:.1f} s",
+            str(vm.retries),
+            "\n".join(notes),
+        )
+    return table

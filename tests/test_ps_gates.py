@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 from uuid import UUID
 
 import pytest
@@ -126,8 +126,17 @@ class GoodParams(ScriptParams):
     force: bool = Field(default=False, alias="Force")
 
 
+class ChoiceParams(ScriptParams):
+    """The contract of ``bad/validate_set.ps1``: Literal fields need a matching ValidateSet."""
+
+    mode: Literal["Fast", "Safe"] = Field(alias="Mode")
+    phase: Literal["before", "after"] | None = Field(default=None, alias="Phase")
+    kind: Literal["a", "b"] = Field(alias="Kind")
+
+
 MODELS: dict[str, type[BaseModel]] = {
     "param_mismatch.ps1": MismatchParams,
+    "validate_set.ps1": ChoiceParams,
     "strings_and_comments.ps1": GoodParams,
 }
 
@@ -182,10 +191,12 @@ def test_bad_fixture_is_rejected_by_exactly_the_expected_rules(path: Path) -> No
         ("release_gap.ps1", "release/command"),
         ("release_gap.ps1", "release/parameter"),
         ("param_mismatch.ps1", "contract/param-type"),
+        ("validate_set.ps1", "contract/param-validateset"),
         ("param_mismatch.ps1", "contract/param-missing"),
         ("param_mismatch.ps1", "contract/param-extra"),
         ("no_marker.ps1", "contract/marker"),
         ("invoke_expression.ps1", "contract/invoke-expression"),
+        ("gate_allow.ps1", "contract/invoke-expression"),
         ("add_type.ps1", "contract/add-type"),
         ("syntax_error.ps1", "syntax/missing"),
         ("bareword_list.ps1", "syntax/error"),
@@ -206,6 +217,77 @@ def test_gate_rule_fires(fixture: str, rule: str) -> None:
         ),
     }[gate]()
     assert rule in {f.rule for f in findings}, _report(findings)
+
+
+_ALLOW = "# gate-allow: scriptblock-create the users own configured command"
+_HEAD = (
+    "# hyperv-backup-script: fixture\n[CmdletBinding()]\nparam()\n\n"
+    "$ErrorActionPreference = 'Stop'\n"
+)
+_CREATE = "$b = [scriptblock]::Create($c)"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        pytest.param(f"{_ALLOW}\n{_CREATE}\n", set(), id="marker-exempts-the-line-below"),
+        pytest.param(f"{_CREATE}\n", {("contract/invoke-expression", 6)}, id="no-marker"),
+        pytest.param(
+            f"{_ALLOW}\n{_CREATE}\n{_CREATE}\n",
+            {("contract/invoke-expression", 8)},
+            id="only-the-next-line",
+        ),
+        pytest.param(
+            f"# gate-allow: scriptblock-create\n{_CREATE}\n",
+            {("contract/gate-allow", 6), ("contract/invoke-expression", 7)},
+            id="no-reason",
+        ),
+        pytest.param(
+            "# gate-allow: invoke-expression the users own command\n"
+            "Invoke-Expression -Command $c\n",
+            {("contract/gate-allow", 6), ("contract/invoke-expression", 7)},
+            id="other-rules-stay-forbidden",
+        ),
+        pytest.param(
+            f"{_ALLOW}\nInvoke-Expression -Command $c\n",
+            {("contract/gate-allow", 6), ("contract/invoke-expression", 7)},
+            id="does-not-exempt-invoke-expression",
+        ),
+        pytest.param(
+            f"{_ALLOW}\n\n{_CREATE}\n",
+            {("contract/gate-allow", 6), ("contract/invoke-expression", 8)},
+            id="not-directly-above",
+        ),
+        pytest.param(
+            f"{_CREATE}  {_ALLOW}\n",
+            {("contract/gate-allow", 6), ("contract/invoke-expression", 6)},
+            id="not-alone-on-its-line",
+        ),
+        pytest.param(
+            f"$s = '{_ALLOW}'\n{_CREATE}\n",
+            {("contract/invoke-expression", 7)},
+            id="in-a-string-is-no-marker",
+        ),
+        pytest.param(
+            f"<# {_ALLOW} #>\n{_CREATE}\n",
+            {("contract/invoke-expression", 7)},
+            id="in-a-block-comment-is-no-marker",
+        ),
+    ],
+)
+def test_gate_allow_marker_is_required_and_narrow(
+    body: str, expected: set[tuple[str, int]]
+) -> None:
+    """``[scriptblock]::Create`` needs a ``# gate-allow: scriptblock-create <reason>`` line
+    directly above it; the marker exempts that line from that rule and nothing else."""
+    findings = gates.hygiene_problems((_HEAD + body).encode(), "fixture")
+    assert {(f.rule, f.line) for f in findings} == expected, _report(findings)
+
+
+def test_only_invoke_hook_creates_script_blocks() -> None:
+    """The exemption is for running the user's own hook command, and for nothing else."""
+    marked = sorted(p.name for p in SHIPPED if "gate-allow:" in p.read_text(encoding="utf-8"))
+    assert marked == ["invoke-hook.ps1"]
 
 
 def test_the_known_grammar_false_positive_is_reported() -> None:

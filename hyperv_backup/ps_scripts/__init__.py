@@ -14,122 +14,115 @@ PowerShell parameter types follow the Python field types: ``str`` → ``[string]
 ``list[str]`` → ``[string[]]``, ``int`` → ``[int]``, ``float`` → ``[double]``,
 ``bool`` → ``[switch]``, ``UUID`` → ``[guid]``. The tests check each ``param()`` block
 against its model with exactly this table.
+
+Error kinds a script may report (mapped to exceptions in ``remote/classify.py``):
+``vm_not_found``, ``unsupported_host``, ``checkpoint``, ``production_checkpoint_failed``,
+``export``, ``insufficient_space``, ``shadow``, ``replication``, ``hook``, ``access_denied``,
+and ``unexpected`` (then Hyper-V's own message and FullyQualifiedErrorId are classified).
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from functools import cache
-from importlib import resources
-from typing import Any, Generic, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from hyperv_backup.models import HostInfo, VMInfo
+from hyperv_backup.models import HostInfo
+from hyperv_backup.ps_scripts.contracts import (
+    BackupCheckpoint,
+    ExportResult,
+    FileRole,
+    GetBackupLeftoversParams,
+    GetHostInfoParams,
+    GetInventoryParams,
+    GetVMFilesParams,
+    HookResult,
+    HostFile,
+    InventoryResult,
+    InvokeHookParams,
+    LeftoverCheckpoint,
+    Leftovers,
+    NewBackupCheckpointParams,
+    NewPausedShadowParams,
+    NewStagingFolderParams,
+    PausedShadow,
+    RemovalResult,
+    RemoveBackupCheckpointParams,
+    RemoveShadowParams,
+    RemoveStagingFolderParams,
+    ReplicationChange,
+    ReplicationParams,
+    ResumeVMParams,
+    ShadowCopy,
+    StagingFolder,
+    VMConfigExportParams,
+    VMExportParams,
+    VMFiles,
+    VMStateChange,
+)
+from hyperv_backup.ps_scripts.spec import MARKER_PREFIX, ScriptParams, ScriptSpec, marker_of
 
 __all__ = [
+    "MARKER_PREFIX",
     "SCRIPTS",
+    "BackupCheckpoint",
+    "ExportResult",
+    "FileRole",
+    "GetBackupLeftoversParams",
     "GetHostInfoParams",
     "GetInventoryParams",
+    "GetVMFilesParams",
+    "HookResult",
+    "HostFile",
     "InventoryResult",
+    "InvokeHookParams",
+    "LeftoverCheckpoint",
+    "Leftovers",
+    "NewBackupCheckpointParams",
+    "NewPausedShadowParams",
+    "NewStagingFolderParams",
+    "PausedShadow",
+    "RemovalResult",
+    "RemoveBackupCheckpointParams",
+    "RemoveShadowParams",
+    "RemoveStagingFolderParams",
+    "ReplicationChange",
+    "ReplicationParams",
+    "ResumeVMParams",
     "ScriptParams",
     "ScriptSpec",
+    "ShadowCopy",
+    "StagingFolder",
+    "VMConfigExportParams",
+    "VMExportParams",
+    "VMFiles",
+    "VMStateChange",
     "marker_of",
     "script_spec",
 ]
 
-MARKER_PREFIX = "# hyperv-backup-script:"
-_MARKER_RE = re.compile(r"^\s*#\s*hyperv-backup-script:\s*([a-z0-9-]+)\s*$", re.MULTILINE)
-
-
-class ScriptParams(BaseModel):
-    """Base of all param models: frozen, strict about unknown fields, aliases = PS names."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-    def to_powershell(self) -> dict[str, Any]:
-        """The PSRP parameters to send: PowerShell names → JSON-compatible values.
-
-        ``None`` values and ``False`` switches are left out, as PowerShell would not see them.
-        """
-        out: dict[str, Any] = {}
-        for name, value in self.model_dump(mode="json", by_alias=True).items():
-            if value is None or value is False:
-                continue
-            out[name] = value
-        return out
-
-
-P = TypeVar("P", bound=ScriptParams)
-R = TypeVar("R", bound=BaseModel)
-
-
-@dataclass(frozen=True)
-class ScriptSpec(Generic[P, R]):
-    """One script: its name, contracts and default deadline."""
-
-    name: str
-    params: type[P]
-    result: type[R]
-    deadline: float | None = None
-    """Seconds; a longer default than ``Timeouts.script`` for scripts that run for hours."""
-
-    @property
-    def filename(self) -> str:
-        """The file inside this package."""
-        return f"{self.name}.ps1"
-
-    @property
-    def text(self) -> str:
-        """The script source, as shipped in the package."""
-        return _script_text(self.filename)
-
-
-@cache
-def _script_text(filename: str) -> str:
-    return resources.files(__name__).joinpath(filename).read_text(encoding="utf-8")
-
-
-def marker_of(script_text: str) -> str | None:
-    """The script name from a ``# hyperv-backup-script: <name>`` marker line, if any."""
-    match = _MARKER_RE.search(script_text)
-    return match.group(1) if match else None
-
-
-# --- get-host-info -------------------------------------------------------------------------
-
-
-class GetHostInfoParams(ScriptParams):
-    """``get-host-info`` takes no parameters."""
-
-
-# --- get-inventory -------------------------------------------------------------------------
-
-
-class GetInventoryParams(ScriptParams):
-    """Which VMs to describe: exact names or wildcards (``*``, ``?``, ``[a-c]``); empty = all.
-
-    An exact name that matches no VM is an error (``vm_not_found``); a wildcard that matches
-    nothing is not.
-    """
-
-    names: list[str] = Field(default_factory=list, alias="Name")
-
-
-class InventoryResult(BaseModel):
-    """The VMs that matched, in host order, each once."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    vms: list[VMInfo]
-
+_HOUR = 3600.0
 
 SCRIPTS: dict[str, ScriptSpec[Any, Any]] = {
     spec.name: spec
     for spec in (
         ScriptSpec("get-host-info", GetHostInfoParams, HostInfo),
         ScriptSpec("get-inventory", GetInventoryParams, InventoryResult),
+        ScriptSpec("get-vm-files", GetVMFilesParams, VMFiles),
+        ScriptSpec("new-backup-checkpoint", NewBackupCheckpointParams, BackupCheckpoint, _HOUR),
+        # The merge deadline is a parameter; the script deadline only backs it up.
+        ScriptSpec(
+            "remove-backup-checkpoint", RemoveBackupCheckpointParams, RemovalResult, 24 * _HOUR
+        ),
+        ScriptSpec("new-staging-folder", NewStagingFolderParams, StagingFolder),
+        ScriptSpec("remove-staging-folder", RemoveStagingFolderParams, RemovalResult, _HOUR),
+        ScriptSpec("export-vm-config", VMConfigExportParams, ExportResult, _HOUR),
+        ScriptSpec("export-vm", VMExportParams, ExportResult, 24 * _HOUR),
+        ScriptSpec("new-paused-shadow", NewPausedShadowParams, PausedShadow),
+        ScriptSpec("remove-shadow", RemoveShadowParams, RemovalResult),
+        ScriptSpec("resume-vm", ResumeVMParams, VMStateChange),
+        ScriptSpec("suspend-vm-replication", ReplicationParams, ReplicationChange),
+        ScriptSpec("resume-vm-replication", ReplicationParams, ReplicationChange),
+        ScriptSpec("invoke-hook", InvokeHookParams, HookResult, _HOUR),
+        ScriptSpec("get-backup-leftovers", GetBackupLeftoversParams, Leftovers),
     )
 }
 """Every script hyperv-backup can run, by name."""

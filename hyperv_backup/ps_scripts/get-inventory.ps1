@@ -7,6 +7,8 @@
 .PARAMETER Name
     Exact VM names or wildcard patterns. Empty: every VM on the host. An exact name that
     matches no VM fails with kind 'vm_not_found'; a pattern that matches nothing does not.
+.PARAMETER Exact
+    Treat every name literally, wildcard characters included (a VM may be named 'web[1]').
 .NOTES
     Windows PowerShell 5.1. Writes exactly one JSON envelope to the output stream.
     Enums, GUIDs and dates are converted to strings explicitly: 5.1's ConvertTo-Json writes
@@ -14,7 +16,8 @@
 #>
 [CmdletBinding()]
 param(
-    [string[]]$Name = @()
+    [string[]]$Name = @(),
+    [switch]$Exact
 )
 
 $ErrorActionPreference = 'Stop'
@@ -172,7 +175,8 @@ try {
     }
     else {
         foreach ($pattern in $Name) {
-            $isWildcard = [System.Management.Automation.WildcardPattern]::ContainsWildcardCharacters($pattern)
+            $isWildcard = (-not $Exact) -and
+                [System.Management.Automation.WildcardPattern]::ContainsWildcardCharacters($pattern)
             if ($isWildcard) {
                 $matched = @($allVMs | Where-Object -FilterScript { $_.Name -like $pattern })
             }

@@ -24,13 +24,16 @@ def powershell_type(annotation: object) -> str | None:
 
     ``str`` → ``string``, ``list[str]`` → ``string[]``, ``int`` → ``int``,
     ``float`` → ``double``, ``bool`` → ``switch``, ``UUID`` → ``guid``; ``Optional[X]`` is
-    the type of ``X``.
+    the type of ``X``; a ``Literal`` of strings is ``string`` (and :func:`literal_choices`
+    demands a matching ``[ValidateSet(...)]``).
     """
     origin = typing.get_origin(annotation)
     arguments = typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
         rest = [a for a in arguments if a is not type(None)]
         return powershell_type(rest[0]) if len(rest) == 1 else None
+    if origin is typing.Literal and all(isinstance(a, str) for a in arguments):
+        return "string"
     if origin is list and arguments == (str,):
         return "string[]"
     table: dict[object, str] = {
@@ -41,6 +44,22 @@ def powershell_type(annotation: object) -> str | None:
         uuid.UUID: "guid",
     }
     return table.get(annotation)
+
+
+def literal_choices(annotation: object) -> frozenset[str] | None:
+    """The allowed values of a ``Literal`` of strings (also inside ``Optional``), else None."""
+    origin = typing.get_origin(annotation)
+    arguments = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        rest = [a for a in arguments if a is not type(None)]
+        return literal_choices(rest[0]) if len(rest) == 1 else None
+    if origin is typing.Literal and all(isinstance(a, str) for a in arguments):
+        return frozenset(str(a) for a in arguments)
+    return None
+
+
+_VALIDATE_SET = re.compile(r"validateset", re.IGNORECASE)
+_QUOTED = re.compile(r"'((?:[^']|'')*)'|\"([^\"]*)\"")
 
 
 def param_contract_problems(
@@ -56,7 +75,8 @@ def param_contract_problems(
 
     Rules: ``contract/param-block``, ``contract/param-missing``, ``contract/param-extra``,
     ``contract/param-name``, ``contract/param-type``, ``contract/param-attribute``,
-    ``contract/param-mandatory``, ``contract/unsupported-type``, and the hygiene rules.
+    ``contract/param-mandatory``, ``contract/param-validateset``, ``contract/unsupported-type``,
+    and the hygiene rules.
     """
     src = _Source(source)
     root = parse(source).root_node
@@ -79,7 +99,12 @@ def param_contract_problems(
                     f"{info.annotation!r} in the type table",
                 )
             )
-        expected[ps_name.lower()] = (ps_name, ps_type, info.is_required())
+        expected[ps_name.lower()] = (
+            ps_name,
+            ps_type,
+            info.is_required(),
+            literal_choices(info.annotation),
+        )
     declared = set()
     parameter_list = _child(param_block, "parameter_list")
     for parameter in parameter_list.named_children if parameter_list else []:
@@ -98,7 +123,7 @@ def param_contract_problems(
             continue
         findings += _parameter_problems(src, parameter, var, expected[name.lower()], params_model)
     keyword = _child(param_block, "param") or param_block
-    for key, (ps_name, ps_type, _) in expected.items():
+    for key, (ps_name, ps_type, _, _) in expected.items():
         if key not in declared:
             findings.append(
                 src.finding_at_node(
@@ -114,10 +139,10 @@ def _parameter_problems(
     src: _Source,
     parameter: tree_sitter.Node,
     variable: tree_sitter.Node,
-    expected: tuple[str, str | None, bool],
+    expected: tuple[str, str | None, bool, frozenset[str] | None],
     params_model: type[BaseModel],
 ) -> list[Finding]:
-    ps_name, ps_type, required = expected
+    ps_name, ps_type, required, choices = expected
     name = _variable_name(variable)
     findings = []
     if name != ps_name:
@@ -151,6 +176,8 @@ def _parameter_problems(
                     "None and False values are not sent, and PowerShell would then fail",
                 )
             )
+    if choices is not None:
+        findings += _validate_set_problems(src, parameter, variable, choices, params_model)
     if ps_type is not None and [t.lower() for t in types_written] != [ps_type]:
         written = " ".join(f"[{t}]" for t in types_written) or "no type"
         findings.append(
@@ -161,3 +188,38 @@ def _parameter_problems(
             )
         )
     return findings
+
+
+def _validate_set_problems(
+    src: _Source,
+    parameter: tree_sitter.Node,
+    variable: tree_sitter.Node,
+    choices: frozenset[str],
+    params_model: type[BaseModel],
+) -> list[Finding]:
+    """A ``Literal`` field needs ``[ValidateSet(...)]`` with exactly its values."""
+    name = _variable_name(variable)
+    wanted = ", ".join(f"'{c}'" for c in sorted(choices))
+    for attribute in _attributes(parameter):
+        if not _VALIDATE_SET.fullmatch(_attribute_name(attribute)):
+            continue
+        written = {
+            (single.replace("''", "'") if single else double)
+            for single, double in _QUOTED.findall(_text(attribute))
+        }
+        if {w.casefold() for w in written} == {c.casefold() for c in choices}:
+            return []
+        return [
+            src.finding_at_node(
+                "contract/param-validateset",
+                attribute,
+                f"`${name}` allows {sorted(written)}; {params_model.__name__} allows {wanted}",
+            )
+        ]
+    return [
+        src.finding_at_node(
+            "contract/param-validateset",
+            variable,
+            f"`${name}` needs [ValidateSet({wanted})] like {params_model.__name__}",
+        )
+    ]

@@ -1,0 +1,350 @@
+"""Parameter and result models of every host script.
+
+Each ``*Params`` model is what Python sends (field aliases are the PowerShell parameter
+names); each result model is what the script's ``result`` object must look like. The
+simulator validates incoming parameters with the same models, and the PowerShell gates check
+each script's ``param()`` block against them.
+
+Byte counts travel as ``float`` (``[double]``): pypsrp sends Python ints as 32-bit integers.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hyperv_backup.models import CheckpointType, VMInfo
+from hyperv_backup.ps_scripts.spec import ScriptParams
+
+__all__ = [
+    "BackupCheckpoint",
+    "ExportResult",
+    "FileRole",
+    "GetBackupLeftoversParams",
+    "GetHostInfoParams",
+    "GetInventoryParams",
+    "GetVMFilesParams",
+    "HookResult",
+    "HostFile",
+    "InventoryResult",
+    "InvokeHookParams",
+    "LeftoverCheckpoint",
+    "Leftovers",
+    "NewBackupCheckpointParams",
+    "NewPausedShadowParams",
+    "NewStagingFolderParams",
+    "PausedShadow",
+    "RemovalResult",
+    "RemoveBackupCheckpointParams",
+    "RemoveShadowParams",
+    "RemoveStagingFolderParams",
+    "ReplicationChange",
+    "ReplicationParams",
+    "ResumeVMParams",
+    "ShadowCopy",
+    "StagingFolder",
+    "VMConfigExportParams",
+    "VMExportParams",
+    "VMFiles",
+    "VMStateChange",
+]
+
+
+class _Result(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- inventory -----------------------------------------------------------------------------
+
+
+class GetHostInfoParams(ScriptParams):
+    """``get-host-info`` takes no parameters."""
+
+
+class GetInventoryParams(ScriptParams):
+    """Which VMs to describe: exact names or wildcards (``*``, ``?``, ``[a-c]``); empty = all.
+
+    An exact name that matches no VM is an error (``vm_not_found``); a wildcard that matches
+    nothing is not. ``exact`` treats every name literally (a VM may be called ``web[1]``).
+    """
+
+    names: list[str] = Field(default_factory=list, alias="Name")
+    exact: bool = Field(default=False, alias="Exact")
+
+
+class InventoryResult(_Result):
+    """The VMs that matched, in host order, each once."""
+
+    vms: list[VMInfo]
+
+
+# --- files of a VM -------------------------------------------------------------------------
+
+
+class FileRole(str, enum.Enum):
+    """What a captured file is, for the coverage report and for restore."""
+
+    CONFIGURATION = "configuration"
+    """The VM's configuration (.vmcx / .xml) and its guest state (.vmgs)."""
+    RUNTIME_STATE = "runtime_state"
+    """Memory / saved state (.vmrs, .bin, .vsv)."""
+    CHECKPOINT_CONFIGURATION = "checkpoint_configuration"
+    """A checkpoint's configuration and state files (Snapshots\\...)."""
+    DISK = "disk"
+    """A virtual disk file: base disk or a differencing (.avhdx) link of its chain."""
+    OTHER = "other"
+
+
+class HostFile(_Result):
+    """One file on the host and where it belongs in the Export-VM folder layout."""
+
+    path: str = Field(description="Absolute path on the host, e.g. D:\\Hyper-V\\web01\\x.vhdx.")
+    relative_path: str = Field(
+        description="Path inside the export layout, with backslashes: "
+        "'Virtual Machines\\<id>.vmcx', 'Virtual Hard Disks\\x.vhdx', 'Snapshots\\<id>.vmrs'."
+    )
+    size: int = Field(ge=0)
+    role: FileRole
+
+
+class GetVMFilesParams(ScriptParams):
+    """``get-vm-files``: every file that makes up the VM right now (config, disks, tree)."""
+
+    vm_name: str = Field(alias="VMName")
+
+
+class VMFiles(_Result):
+    """All files of one VM: its configuration and runtime state, each checkpoint's files,
+    and every file of every disk chain referenced by the VM or any checkpoint.
+
+    ``active_disks`` are the files the running VM writes to now (the tips of its chains).
+    """
+
+    vm_id: UUID
+    files: list[HostFile]
+    active_disks: list[str] = Field(default_factory=list)
+
+
+# --- checkpoints ---------------------------------------------------------------------------
+
+
+class NewBackupCheckpointParams(ScriptParams):
+    """``new-backup-checkpoint``: take the backup's own checkpoint of the VM.
+
+    ``Checkpoint-VM`` has no type parameter: it uses the VM's checkpoint setting. The script
+    sets the VM to ``checkpoint_type`` for the duration and puts the original setting back in
+    its ``finally`` (host-side, so it happens even if the management box goes away).
+    ``ProductionOnly`` fails rather than silently falling back to a standard checkpoint, which
+    is how the achieved consistency is known for certain.
+    """
+
+    vm_name: str = Field(alias="VMName")
+    checkpoint_name: str = Field(alias="CheckpointName", min_length=1)
+    checkpoint_type: Literal["ProductionOnly", "Standard"] = Field(alias="CheckpointType")
+
+
+class BackupCheckpoint(_Result):
+    """The checkpoint taken for the backup."""
+
+    id: UUID
+    name: str
+    snapshot_type: str
+    created: datetime
+    original_checkpoint_type: CheckpointType
+    active_disks: list[str] = Field(
+        description="Files the VM writes to after the checkpoint (new differencing disks); "
+        "everything below them is frozen until the checkpoint is removed."
+    )
+
+
+class RemoveBackupCheckpointParams(ScriptParams):
+    """``remove-backup-checkpoint``: remove a checkpoint and wait for its merge."""
+
+    vm_name: str = Field(alias="VMName")
+    checkpoint_id: UUID = Field(alias="CheckpointId")
+    merge_timeout_seconds: int = Field(alias="MergeTimeoutSeconds", ge=1, le=86400)
+
+
+class RemovalResult(_Result):
+    """Whether something was removed (``False``: it was already gone) and how long it took."""
+
+    removed: bool
+    seconds: float = Field(ge=0, default=0.0)
+
+
+# --- staging and export --------------------------------------------------------------------
+
+
+class NewStagingFolderParams(ScriptParams):
+    """``new-staging-folder``: ``<Root>\\hyperv-backup-<JobId>\\<VMId>``, after checking
+    that the volume has ``RequiredBytes`` free (kind ``insufficient_space`` otherwise)."""
+
+    root: str = Field(alias="Root", min_length=3)
+    job_id: str = Field(alias="JobId", pattern=r"^[A-Za-z0-9-]{4,64}$")
+    vm_id: UUID = Field(alias="VMId")
+    required_bytes: float = Field(alias="RequiredBytes", ge=0)
+
+
+class StagingFolder(_Result):
+    """The folder created, and the free space of its volume."""
+
+    path: str
+    free_bytes: float
+
+
+class RemoveStagingFolderParams(ScriptParams):
+    """``remove-staging-folder``: delete a staging folder — a job's ``hyperv-backup-<job id>``
+    folder or a folder directly inside one — and the job folder too once it is empty.
+    Refuses any other path, so a wrong path can never delete user data."""
+
+    path: str = Field(alias="Path", min_length=3)
+
+
+class VMConfigExportParams(ScriptParams):
+    """``export-vm-config``: in-place capture. Export only the configuration (no disks) as of
+    the backup checkpoint, with every checkpoint's configuration and runtime state, through
+    ``Msvm_VirtualSystemManagementService.ExportSystemDefinition`` (``CopyVmStorage`` off) —
+    no cmdlet can export a configuration without copying the disks."""
+
+    vm_name: str = Field(alias="VMName")
+    checkpoint_id: UUID = Field(alias="CheckpointId")
+    destination: str = Field(alias="Destination", min_length=3)
+
+
+class VMExportParams(ScriptParams):
+    """``export-vm``: export mode. ``Export-VM`` of the whole VM, all checkpoints included
+    (the backup checkpoint marks the consistent point), into ``Destination``."""
+
+    vm_name: str = Field(alias="VMName")
+    destination: str = Field(alias="Destination", min_length=3)
+
+
+class ExportResult(_Result):
+    """What an export wrote: its folder (``<Destination>\\<VM name>``) and every file in it."""
+
+    path: str
+    files: list[HostFile]
+
+
+# --- pause + host VSS ----------------------------------------------------------------------
+
+
+class NewPausedShadowParams(ScriptParams):
+    """``new-paused-shadow``: Suspend-VM, create a VSS shadow copy of each volume (WMI
+    ``Win32_ShadowCopy.Create``), Resume-VM in a ``finally`` — all in one script so the pause
+    lasts only as long as the shadows take. Each shadow is exposed as a symbolic link
+    ``<LinkRoot>\\<volume letter>`` so it can be read like a folder."""
+
+    vm_name: str = Field(alias="VMName")
+    volumes: list[str] = Field(alias="Volume", min_length=1)
+    link_root: str = Field(alias="LinkRoot", min_length=3)
+
+
+class ShadowCopy(_Result):
+    """One VSS shadow copy and where it is exposed."""
+
+    id: UUID
+    volume: str = Field(description="e.g. 'D:\\'.")
+    device_object: str = Field(description="\\\\?\\GLOBALROOT\\Device\\HarddiskVolumeShadowCopyN")
+    link_path: str
+
+
+class PausedShadow(_Result):
+    """The shadows, and how long the VM was paused."""
+
+    shadows: list[ShadowCopy]
+    pause_seconds: float = Field(ge=0)
+    resumed: bool
+
+
+class RemoveShadowParams(ScriptParams):
+    """``remove-shadow``: delete the link and the shadow copy."""
+
+    shadow_id: UUID = Field(alias="ShadowId")
+    link_path: str = Field(alias="LinkPath", min_length=3)
+
+
+class ResumeVMParams(ScriptParams):
+    """``resume-vm``: resume a paused VM (a dead run's cleanup does this first)."""
+
+    vm_name: str = Field(alias="VMName")
+
+
+class VMStateChange(_Result):
+    """The VM's state before and after."""
+
+    state_before: str
+    state_after: str
+
+
+# --- replication ---------------------------------------------------------------------------
+
+
+class ReplicationParams(ScriptParams):
+    """``suspend-vm-replication`` / ``resume-vm-replication``."""
+
+    vm_name: str = Field(alias="VMName")
+
+
+class ReplicationChange(_Result):
+    """Replication state before and after the change."""
+
+    state_before: str
+    state_after: str
+
+
+# --- hooks ---------------------------------------------------------------------------------
+
+
+class InvokeHookParams(ScriptParams):
+    """``invoke-hook``: run a user's before/after PowerShell command on the host.
+
+    The command is the user's own configured text; the VM's name and id reach it only as the
+    variables ``$VMName`` and ``$VMId`` (and ``$JobId``, ``$Phase``), never spliced into it.
+    """
+
+    command: str = Field(alias="Command", min_length=1)
+    phase: Literal["before_job", "after_job", "before_vm", "after_vm"] = Field(alias="Phase")
+    job_id: str = Field(alias="JobId")
+    vm_name: str | None = Field(default=None, alias="VMName")
+    vm_id: str | None = Field(default=None, alias="VMId")
+
+
+class HookResult(_Result):
+    """What the command wrote, as strings."""
+
+    output: list[str] = Field(default_factory=list)
+
+
+# --- leftovers -----------------------------------------------------------------------------
+
+
+class GetBackupLeftoversParams(ScriptParams):
+    """``get-backup-leftovers``: find what earlier runs left on the host — checkpoints whose
+    name starts with ``Prefix`` (any snapshot type, Recovery included) and folders named
+    ``<Prefix>-*`` under each of ``StagingRoot``."""
+
+    prefix: str = Field(alias="Prefix", pattern=r"^[A-Za-z0-9-]{3,32}$")
+    staging_roots: list[str] = Field(default_factory=list, alias="StagingRoot")
+
+
+class LeftoverCheckpoint(_Result):
+    """A checkpoint left by an earlier run."""
+
+    vm_name: str
+    vm_id: UUID
+    id: UUID
+    name: str
+    snapshot_type: str
+    created: datetime
+
+
+class Leftovers(_Result):
+    """Everything found."""
+
+    checkpoints: list[LeftoverCheckpoint] = Field(default_factory=list)
+    staging_folders: list[str] = Field(default_factory=list)
