@@ -3,8 +3,9 @@
 .SYNOPSIS
     Deletes a staging folder, and its job folder (hyperv-backup-<job id>) once that is empty.
 .PARAMETER Path
-    The staging folder, <root>\hyperv-backup-<job id>\<VM id>. Any path whose parent folder is
-    not named hyperv-backup-* is refused, so that a wrong path can never delete user data.
+    The staging folder, <root>\hyperv-backup-<job id>\<VM id>, or a whole job folder
+    <root>\hyperv-backup-<job id> (the cleanup sweep removes those). Any other path is
+    refused, so that a wrong path can never delete user data.
     A folder that does not exist is not an error: removed=false.
 .NOTES
     Windows PowerShell 5.1. Writes exactly one JSON envelope to the output stream.
@@ -65,10 +66,11 @@ try {
         $parentName = [System.IO.Path]::GetFileName($parent)
     }
     $leaf = [System.IO.Path]::GetFileName($full)
-    if ((-not $leaf) -or ($parentName -notlike 'hyperv-backup-*')) {
+    $isJobFolder = ($leaf -like 'hyperv-backup-*') -and ($parentName -notlike 'hyperv-backup-*')
+    if ((-not $leaf) -or ((-not $isJobFolder) -and ($parentName -notlike 'hyperv-backup-*'))) {
         $message = "Refusing to delete '$Path': a staging folder is " +
-            "<staging root>\hyperv-backup-<job id>\<VM id>, and the parent of this path is " +
-            "named '$parentName'. Nothing was deleted."
+            "<staging root>\hyperv-backup-<job id>[\<VM id>], and neither this folder nor " +
+            "its parent ('$parentName') is named hyperv-backup-*. Nothing was deleted."
         throw (New-Failure -Kind 'unexpected' -Message $message -Target $Path)
     }
 
@@ -92,7 +94,7 @@ try {
     }
 
     # The job's folder goes too once its last VM folder is gone.
-    if (@(Get-ChildItem -LiteralPath $parent -Force).Count -eq 0) {
+    if ((-not $isJobFolder) -and (@(Get-ChildItem -LiteralPath $parent -Force).Count -eq 0)) {
         Remove-Item -LiteralPath $parent -Force
     }
 
