@@ -257,15 +257,22 @@ def simulator_serve(
     listen: Annotated[str, typer.Option(help="Loopback address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port (0 = any free port).")] = 0,
     no_tls: Annotated[bool, typer.Option("--no-tls", help="Serve plain HTTP.")] = False,
+    host_root: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder to hold the host's drives (empty or new; default: a temporary "
+            "folder). Everything in it is deleted when the simulator stops."
+        ),
+    ] = None,
 ) -> None:
     """Serve an emulated Hyper-V host until interrupted (Ctrl-C), and say how to connect."""
     _require_loopback(listen)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        sim = Simulator(scenario, host=listen, port=port, tls=not no_tls)
+        sim = Simulator(scenario, host=listen, port=port, tls=not no_tls, host_root=host_root)
         sim.start()
-    except ConfigError as err:
+    except (ConfigError, ValueError) as err:
         _fail(err, EXIT_USAGE)
     try:
         creds = sim.scenario.credentials
@@ -277,6 +284,10 @@ def simulator_serve(
         ]
         if not no_tls:
             lines.append(f"  CA certificate: {sim.ca_pem}")
+        # The host's drives are local folders: what a backup reads and writes can be seen
+        # there (and is deleted when the simulator stops).
+        lines.append(f"  host files: {sim.host_root}")
+        lines += [f"    {drive:<4} = {folder}" for drive, folder in sim.path_map().items()]
         lines += [
             "Try:",
             f"  HYPERV_BACKUP_PASSWORD='{creds.password}' hyperv-backup inventory "

@@ -121,6 +121,8 @@ def test_simulator_serve_prints_a_command_that_works_and_stops_on_sigterm(
                 break
         text = "".join(lines)
         assert "listening on http" in text
+        assert "host files: " in text  # the host's drives, as local folders
+        assert "D:\\  = " in text
         suggested = lines[lines.index("Try:\n") + 1].strip()
         assert suggested.startswith("HYPERV_BACKUP_PASSWORD=")
         # The printed command is the one a user would paste: run it as printed.

@@ -17,7 +17,8 @@ ODD_NAME = 'O\'Brien; $(Remove-Item C:\\) "ü"'
 
 
 def test_inventory_of_default_scenario_round_trips_every_field(simulator: Simulator) -> None:
-    expected = [vm.info(simulator.scenario.host) for vm in simulator.scenario.vms]
+    # The host's run-time view: the scenario's VMs with the real sizes of their files.
+    expected = simulator.emulator.inventory()
     with HyperVHost(simulator.connection_settings()) as host:
         vms = host.inventory()
     assert [vm.name for vm in vms] == [vm.name for vm in expected]

@@ -11,6 +11,11 @@ The simulator is a real WinRM / PowerShell Remoting endpoint: the unmodified pyp
 
 HTTPS with a freshly generated self-signed CA (``sim.ca_pem``) and Basic authentication is
 the default; NTLM is offered too.
+
+The host is file-backed: its drives are folders under ``sim.host_root`` (``D:\\`` is
+``<host_root>/D``, see ``sim.path_map()``), holding every VM's configuration, state and disk
+files, which the scripts change as Hyper-V would. ``sim.emulator`` shows the run-time state
+and an event log of what the host did. Everything is removed when the simulator stops.
 """
 
 from __future__ import annotations
@@ -25,7 +30,13 @@ from typing import Any
 from pydantic import SecretStr
 
 from hyperv_backup.config import AuthMethod, ConnectionSettings, Timeouts
-from hyperv_backup.simulator.emulator import EmulatedHost, RecordedCall
+from hyperv_backup.simulator.emulator import (
+    DiskImages,
+    EmulatedHost,
+    HookRecord,
+    HostEvent,
+    RecordedCall,
+)
 from hyperv_backup.simulator.scenario import (
     FaultSpec,
     Scenario,
@@ -35,8 +46,11 @@ from hyperv_backup.simulator.scenario import (
 from hyperv_backup.simulator.wsman import WSManServer, generate_tls_material
 
 __all__ = [
+    "DiskImages",
     "EmulatedHost",
     "FaultSpec",
+    "HookRecord",
+    "HostEvent",
     "RecordedCall",
     "Scenario",
     "Simulator",
@@ -52,7 +66,10 @@ class Simulator:
 
     ``scenario`` is a :class:`Scenario`, a path to a YAML/JSON file, a dict, or None for the
     default scenario. ``port=0`` picks a free port. ``tls=False`` serves plain HTTP (clients
-    then need NTLM, or Basic with ``encryption='never'``).
+    then need NTLM, or Basic with ``encryption='never'``). ``host_root`` is where the host's
+    drives are materialized (an empty or new folder; default: a temporary one); whatever is
+    in it is removed on :meth:`stop`. ``disk_images='qemu'`` makes dynamic base disks real
+    VHDX/VHD images (needs ``qemu-img``); the default writes plain deterministic files.
     """
 
     def __init__(
@@ -63,9 +80,11 @@ class Simulator:
         port: int = 0,
         tls: bool = True,
         auth: tuple[str, ...] = ("basic", "ntlm"),
+        host_root: Path | None = None,
+        disk_images: DiskImages = "plain",
     ) -> None:
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
-        self.emulator = EmulatedHost(self.scenario)
+        self.emulator = EmulatedHost(self.scenario, host_root=host_root, disk_images=disk_images)
         self._host = host
         self._port = port
         self._tls = tls
@@ -87,32 +106,41 @@ class Simulator:
         self.stop()
 
     def start(self) -> None:
-        """Generate TLS material (if TLS) and start serving."""
+        """Materialize the host's files, generate TLS material (if TLS) and start serving."""
         if self._server is not None:
             return
-        self._workdir = Path(tempfile.mkdtemp(prefix="hyperv-backup-sim-"))
-        tls = None
-        if self._tls:
-            tls = generate_tls_material(self._workdir)
-            self.ca_pem = tls.ca_pem
-        creds = self.scenario.credentials
-        server = WSManServer(
-            self.emulator,
-            users={creds.username: creds.password},
-            host=self._host,
-            port=self._port,
-            tls=tls,
-            auth=self._auth,
-        )
-        server.start()
+        try:
+            self.emulator.start()
+            self._workdir = Path(tempfile.mkdtemp(prefix="hyperv-backup-sim-"))
+            tls = None
+            if self._tls:
+                tls = generate_tls_material(self._workdir)
+                self.ca_pem = tls.ca_pem
+            creds = self.scenario.credentials
+            server = WSManServer(
+                self.emulator,
+                users={creds.username: creds.password},
+                host=self._host,
+                port=self._port,
+                tls=tls,
+                auth=self._auth,
+            )
+            server.start()
+        except BaseException:
+            self.stop()
+            raise
         self._server = server
         logger.info("simulator listening on %s", server.url)
 
     def stop(self) -> None:
-        """Stop serving and delete the generated files. Safe to call twice."""
+        """Stop serving, let running host operations end, and delete every file it made.
+
+        Safe to call twice.
+        """
         server, self._server = self._server, None
         if server is not None:
             server.stop()
+        self.emulator.stop()
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
@@ -135,6 +163,24 @@ class Simulator:
         """The WinRM endpoint URL."""
         url: str = self.server.url
         return url
+
+    @property
+    def host_root(self) -> Path:
+        """The folder holding the host's drives (raises if not started)."""
+        return self.emulator.host_root
+
+    def local_path(self, host_path: str) -> Path:
+        """Where a Windows path of the host (``D:\\Hyper-V\\...``) lives on this machine."""
+        return self.emulator.local_path(host_path)
+
+    def path_map(self) -> dict[str, Path]:
+        """Each drive of the host (``"D:\\"``) and the local folder that holds it."""
+        return self.emulator.path_map()
+
+    @property
+    def events(self) -> list[HostEvent]:
+        """What the host did so far (checkpoints, merges, pauses, exports ...), oldest first."""
+        return self.emulator.events
 
     @property
     def calls(self) -> list[RecordedCall]:

@@ -3,8 +3,12 @@
 A scenario names the host (Windows edition and version, cluster), the credentials the
 simulator accepts, its VMs (state, generation, integration services, checkpoint setting,
 disks with differencing chains, pass-through disks, checkpoint tree, replication, memory),
-and faults to inject. Anything left out gets a realistic default, so a VM can be as short as
-``{name: web01}``. Sizes accept integers (bytes) or strings such as ``"40 GiB"``.
+the host's volumes, and faults to inject. Anything left out gets a realistic default, so a VM
+can be as short as ``{name: web01}``. Sizes accept integers (bytes) or strings such as
+``"40 GiB"``.
+
+The simulator writes every VM file to a local folder, so a disk's ``file_size`` is what really
+lands on disk (keep it to a few MiB); its virtual ``size`` can stay realistic.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from hyperv_backup.models import (
     VMInfo,
     VMState,
 )
+from hyperv_backup.simulator.hostfs import sanitize_file_name
 
 __all__ = [
     "CheckpointSpec",
@@ -44,6 +49,7 @@ __all__ = [
     "ReplicationSpec",
     "Scenario",
     "VMSpec",
+    "VolumeSpec",
     "default_scenario_path",
     "load_scenario",
 ]
@@ -60,6 +66,8 @@ _UNITS = {
     "gib": 2**30,
     "tib": 2**40,
 }
+DEFAULT_FILE_SIZE = 4 * 2**20
+"""Bytes a disk file occupies when the scenario gives no ``file_size`` (it is materialized)."""
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 _SIM_NAMESPACE = uuid.UUID("5f0b8a52-94a4-4c55-9d38-0d3c1e4c6a11")
 _EPOCH = datetime(2026, 1, 5, 22, 0, tzinfo=timezone.utc)
@@ -87,8 +95,31 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class VolumeSpec(_Spec):
+    """One volume (drive letter) of the host; ``free_bytes`` drives the staging space check."""
+
+    free_bytes: Size = 2 * 2**40
+    size: Size = 4 * 2**40
+
+
+def _upper_drive_letters(value: Any) -> Any:
+    if isinstance(value, dict):
+        out = {}
+        for key, spec in value.items():
+            letter = str(key).rstrip(":\\").upper()
+            if not re.fullmatch(r"[A-Z]", letter):
+                raise ValueError(f"not a drive letter: {key!r} (use e.g. 'D')")
+            out[letter] = spec
+        return out
+    return value
+
+
 class HostSpec(_Spec):
-    """The emulated host's identity; defaults describe a Windows Server 2022 node."""
+    """The emulated host's identity; defaults describe a Windows Server 2022 node.
+
+    ``volumes`` maps drive letters to their free space; drives that VMs use (and ``C``) exist
+    anyway, with plenty of room.
+    """
 
     computer_name: str = "HV01"
     domain: str | None = "corp.example"
@@ -100,10 +131,13 @@ class HostSpec(_Spec):
     hyperv_module_version: str | None = "2.0.0.0"
     cluster_name: str | None = None
     powershell_version: str = "5.1.20348.2849"
+    volumes: Annotated[dict[str, VolumeSpec], BeforeValidator(_upper_drive_letters)] = Field(
+        default_factory=dict
+    )
 
     def info(self) -> HostInfo:
         """As ``get-host-info`` reports it."""
-        return HostInfo.model_validate(self.model_dump())
+        return HostInfo.model_validate(self.model_dump(exclude={"volumes"}))
 
 
 class CredentialsSpec(_Spec):
@@ -138,27 +172,41 @@ class DiskFileSpec(_Spec):
 
     path: str
     size: Size = Field(default=40 * 2**30, description="Virtual size.")
-    file_size: Size | None = Field(default=None, description="Bytes on the host; default 25%.")
+    file_size: Size | None = Field(
+        default=None,
+        description="Bytes the file occupies on the host, materialized by the simulator; "
+        "default min(size, 4 MiB).",
+    )
     vhd_type: Literal["Fixed", "Dynamic", "Differencing"] | None = None
     parent: DiskFileSpec | None = None
+
+    @property
+    def type(self) -> str:
+        """Fixed, Dynamic or Differencing."""
+        return self.vhd_type or ("Differencing" if self.parent else "Dynamic")
+
+    @property
+    def format(self) -> str:
+        """VHD, VHDX or VHDSet, from the file extension."""
+        suffix = self.path.rsplit(".", 1)[-1].lower()
+        return {"vhd": "VHD", "avhd": "VHD", "vhds": "VHDSet"}.get(suffix, "VHDX")
+
+    @property
+    def bytes_on_host(self) -> int:
+        """``file_size``, or its default."""
+        return self.file_size if self.file_size is not None else min(self.size, DEFAULT_FILE_SIZE)
 
     def chain(self) -> list[DiskChainLink]:
         """This file, then its parents down to the base."""
         links: list[DiskChainLink] = []
         node: DiskFileSpec | None = self
         while node is not None:
-            vhd_type = node.vhd_type or ("Differencing" if node.parent else "Dynamic")
-            suffix = node.path.rsplit(".", 1)[-1].lower()
-            vhd_format = {"vhd": "VHD", "vhds": "VHDSet"}.get(suffix, "VHDX")
-            file_size = node.file_size
-            if file_size is None:
-                file_size = node.size if vhd_type == "Fixed" else node.size // 4
             links.append(
                 DiskChainLink(
                     path=node.path,
-                    vhd_type=vhd_type,
-                    vhd_format=vhd_format,
-                    file_size=file_size,
+                    vhd_type=node.type,
+                    vhd_format=node.format,
+                    file_size=node.bytes_on_host,
                     size=node.size,
                 )
             )
@@ -201,6 +249,13 @@ class ReplicationSpec(_Spec):
     primary_server: str | None = None
     replica_server: str | None = None
     relationship_type: str | None = "Simple"
+    transient_attempts: int = Field(
+        default=0,
+        ge=0,
+        description="Backups (new-backup-checkpoint, export-vm) fail with Hyper-V's "
+        "'conflicting operation' this many times while replication is not suspended; "
+        "meanwhile the state reads 'Resynchronizing'.",
+    )
 
 
 class VMSpec(_Spec):
@@ -223,6 +278,9 @@ class VMSpec(_Spec):
         default=None, description="Checkpoint the running state descends from; default: newest."
     )
     replication: ReplicationSpec = Field(default_factory=ReplicationSpec)
+    merge_seconds: float = Field(
+        default=0.0, ge=0, description="How long removing a checkpoint takes to merge."
+    )
 
     @model_validator(mode="after")
     def _checkpoint_tree_is_sound(self) -> VMSpec:
@@ -244,9 +302,29 @@ class VMSpec(_Spec):
         """The configured id, or a stable one derived from the name."""
         return self.id or stable_id("vm", self.name)
 
+    @property
+    def folder(self) -> str:
+        """The folder holding the VM's configuration (``path``, default D:\\Hyper-V\\<name>).
+
+        In the default, characters Windows forbids in a file name become ``_``.
+        """
+        return self.path or rf"D:\Hyper-V\{sanitize_file_name(self.name)}"
+
+    def disk_specs(self) -> list[DiskSpec]:
+        """The VM's drives; by default one dynamic VHDX named after the VM."""
+        if self.disks is not None:
+            return list(self.disks)
+        return [
+            DiskSpec(
+                file=DiskFileSpec(
+                    path=rf"{self.folder}\Virtual Hard Disks\{sanitize_file_name(self.name)}.vhdx"
+                )
+            )
+        ]
+
     def info(self, host: HostSpec) -> VMInfo:
-        """The VM as ``get-inventory`` reports it."""
-        folder = self.path or rf"D:\Hyper-V\{self.name}"
+        """The VM as the scenario declares it (the emulated host starts from this state)."""
+        folder = self.folder
         running = self.state in (VMState.RUNNING, VMState.PAUSED)
         return VMInfo(
             id=self.vm_id,
@@ -265,16 +343,19 @@ class VMSpec(_Spec):
             ),
             dynamic_memory=self.dynamic_memory,
             has_saved_state=self.state in (VMState.SAVED, VMState.FAST_SAVED),
-            integration_services=self._services(),
-            hard_disks=self._disks(folder),
+            integration_services=self.integration_service_infos(),
+            hard_disks=self._disks(),
             checkpoints=self._checkpoints(),
             parent_checkpoint_id=self._current_checkpoint_id(),
-            replication=ReplicationInfo(**self.replication.model_dump())
+            replication=ReplicationInfo(
+                **self.replication.model_dump(exclude={"transient_attempts"})
+            )
             if (self.replication.mode != ReplicationMode.NONE)
             else ReplicationInfo(),
         )
 
-    def _services(self) -> list[IntegrationService]:
+    def integration_service_infos(self) -> list[IntegrationService]:
+        """The integration services as Get-VMIntegrationService reports them."""
         if self.integration_services == "none":
             return []
         ids = dict(_STANDARD_SERVICES)
@@ -294,12 +375,8 @@ class VMSpec(_Spec):
             for s in specs
         ]
 
-    def _disks(self, folder: str) -> list[HardDisk]:
-        specs = self.disks
-        if specs is None:
-            specs = [
-                DiskSpec(file=DiskFileSpec(path=rf"{folder}\Virtual Hard Disks\{self.name}.vhdx"))
-            ]
+    def _disks(self) -> list[HardDisk]:
+        specs = self.disk_specs()
         default_controller = "SCSI" if self.generation == 2 else "IDE"
         disks = []
         for index, spec in enumerate(specs):
@@ -360,8 +437,14 @@ class FaultSpec(_Spec):
     - ``conflicting_operation``: Hyper-V's "currently executing a conflicting operation".
     - ``delay``: the script takes ``seconds`` longer (then runs normally).
 
+    ``seconds`` delays every action, so ``fail`` with ``seconds`` is "slow, then fails".
     ``times`` limits how often it fires (``None``: every time); ``vm`` restricts it to calls
-    whose VM name parameter equals it.
+    whose VM name parameter (``Name`` of get-inventory, ``VMName`` of the others) equals it.
+
+    Where it strikes follows the script: before it does anything, except that ``export-vm``
+    and ``export-vm-config`` spread a ``delay`` over the copying (the export is visibly in
+    progress) and ``fail`` half-way (a partial export is left), and ``new-paused-shadow``
+    applies every fault while the VM is paused (it is resumed all the same).
     """
 
     script: str
