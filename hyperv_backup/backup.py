@@ -109,6 +109,18 @@ class ProgressEvent:
 ProgressCallback = Callable[[ProgressEvent], None]
 
 
+@dataclass(frozen=True)
+class _ToRead:
+    """A file of the backup and the host path to read it from (the shadow's, for VSS).
+
+    ``check_size``: the listed size must be what is read — true for every frozen file.
+    """
+
+    file: HostFile
+    read_path: str
+    check_size: bool = True
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -342,7 +354,7 @@ class BackupJob:
         vm: VMInfo,
         result: VMBackupResult,
         retry_log: RetryLog,
-    ) -> list[tuple[HostFile, str]]:
+    ) -> list[_ToRead]:
         """Freeze the VM and list what to read: (file, host path to read it from)."""
         decision = decide_consistency(info, vm, self.policy.consistency)
         method = decision.method
@@ -394,7 +406,7 @@ class BackupJob:
                 for f in listing.files
                 if f.role == FileRole.DISK and f.path.casefold() not in active
             ]
-            return [(f, f.path) for f in [*exported.files, *disks]]
+            return [_ToRead(f, f.path) for f in [*exported.files, *disks]]
         estimate = sum(d.file_size for disk in vm.virtual_disks for d in disk.chain)
         estimate += vm.memory_assigned + _CONFIG_EXPORT_SPACE
         staging = stack.enter_context(
@@ -402,7 +414,7 @@ class BackupJob:
         )
         params_export = VMExportParams(vm_name=vm.name, destination=staging.path)
         exported = self._backup_operation(host, vm, "export-vm", params_export, retry_log)
-        return [(f, f.path) for f in exported.files]
+        return [_ToRead(f, f.path) for f in exported.files]
 
     @staticmethod
     def _checkpoint_type(method: CaptureMethod) -> Literal["ProductionOnly", "Standard"]:
@@ -436,7 +448,7 @@ class BackupJob:
         vm: VMInfo,
         method: CaptureMethod,
         result: VMBackupResult,
-    ) -> list[tuple[HostFile, str]]:
+    ) -> list[_ToRead]:
         # The list is taken before the shadow: it names what the shadow must contain.
         listing = host.runner.run(SCRIPTS["get-vm-files"], GetVMFilesParams(vm_name=vm.name))
         volumes = sorted({_volume_of(f.path) for f in listing.files})
@@ -448,12 +460,16 @@ class BackupJob:
         if method == CaptureMethod.PAUSE_AND_VSS:
             result.pause_seconds = shadows.pause_seconds
         links = {s.volume.casefold(): s.link_path for s in shadows.shadows}
-        files = []
+        active = {p.casefold() for p in listing.active_disks}
+        files: list[_ToRead] = []
         for f in listing.files:
             volume = _volume_of(f.path)
             if volume.casefold() not in links:
                 raise ExportError(f"no shadow copy of volume {volume} holding {f.path}")
-            files.append((f, ntpath.join(links[volume.casefold()], f.path[len(volume) :])))
+            # The listing predates the shadow; a running VM's active disk grew since, so its
+            # size is whatever the shadow holds.
+            read_path = ntpath.join(links[volume.casefold()], f.path[len(volume) :])
+            files.append(_ToRead(f, read_path, check_size=f.path.casefold() not in active))
         return files
 
     # --- reading -----------------------------------------------------------------------------
@@ -461,7 +477,7 @@ class BackupJob:
     def _transfer(
         self,
         vm: VMInfo,
-        files: list[tuple[HostFile, str]],
+        files: list[_ToRead],
         capture: VMCapture,
         result: VMBackupResult,
     ) -> None:
@@ -470,8 +486,9 @@ class BackupJob:
                 "No reader is configured, so the VM's files cannot be read from the host. "
                 "Give BackupJob a reader (e.g. LocalPathReader with the host's volumes)."
             )
-        total = sum(f.size for f, _ in files)
-        for host_file, read_path in files:
+        total = sum(item.file.size for item in files)
+        for item in files:
+            host_file, read_path = item.file, item.read_path
             relative = host_file.relative_path.replace("\\", "/")
             self._emit(ProgressEvent("file_started", vm.name, relative, 0, total))
 
@@ -480,7 +497,7 @@ class BackupJob:
 
             with self._open(read_path) as stream:
                 digest = capture.write_file(relative, stream, on_bytes)
-            if digest.size != host_file.size:
+            if item.check_size and digest.size != host_file.size:
                 raise ExportError(
                     f"{host_file.path} changed while it was read ({host_file.size} bytes listed, "
                     f"{digest.size} read): it was not frozen, so the backup of {vm.name!r} "

@@ -95,7 +95,14 @@ try {
 
     # The job's folder goes too once its last VM folder is gone.
     if ((-not $isJobFolder) -and (@(Get-ChildItem -LiteralPath $parent -Force).Count -eq 0)) {
-        Remove-Item -LiteralPath $parent -Force
+        # Another VM of the same job may be creating its folder right now (VMs run in
+        # parallel): then the job folder stays, and that VM's removal takes it away.
+        try {
+            Remove-Item -LiteralPath $parent -Force
+        }
+        catch {
+            $null = $_
+        }
     }
 
     $result = [ordered]@{ removed = $true; seconds = [double]$stopwatch.Elapsed.TotalSeconds }

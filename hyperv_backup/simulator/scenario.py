@@ -252,9 +252,10 @@ class ReplicationSpec(_Spec):
     transient_attempts: int = Field(
         default=0,
         ge=0,
-        description="Backups (new-backup-checkpoint, export-vm) fail with Hyper-V's "
-        "'conflicting operation' this many times while replication is not suspended; "
-        "meanwhile the state reads 'Resynchronizing'.",
+        description="Replication is busy for this many steps: meanwhile the state reads "
+        "'Resynchronizing' and backups (new-backup-checkpoint, export-vm) fail with Hyper-V's "
+        "'conflicting operation'. Each refused attempt and each inventory that reports the "
+        "busy state is one step. Suspending replication ends it.",
     )
 
 

@@ -9,6 +9,7 @@ that started it has gone away.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from dataclasses import dataclass
@@ -102,7 +103,10 @@ def remove_staging_folder(call: Call, params: RemoveStagingFolderParams) -> Remo
         )
     parent = local.parent
     if not is_job_folder and parent.is_dir() and not any(parent.iterdir()):
-        parent.rmdir()
+        # Another VM of the job may create its folder at this very moment: then the job
+        # folder stays for that VM's removal to take away, as on the real host.
+        with contextlib.suppress(OSError):
+            parent.rmdir()
     gone = path.casefold()
     with host.lock:
         host.staging_folders = [
