@@ -25,6 +25,14 @@ ensure_venv() {
     fi
 }
 
+ensure_tools() {
+    # qemu-img makes real VHDX images for the simulator tests that check them.
+    if ! command -v qemu-img >/dev/null 2>&1; then
+        as_root apt-get update -qq
+        as_root apt-get install -y -qq qemu-utils >/dev/null
+    fi
+}
+
 ensure_installed() {
     local stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
     if [ -f "$stamp" ]; then return; fi
@@ -58,7 +66,7 @@ case "$command" in
         ensure_venv; ensure_installed
         exec "$VENV/bin/hyperv-backup" demo "$@" ;;
     test)
-        ensure_venv; ensure_installed
+        ensure_venv; ensure_installed; ensure_tools
         run_tests "$@" ;;
     *)
         echo "usage: ./dev.sh demo | ./dev.sh test [pytest args]" >&2

@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +29,7 @@ from hyperv_backup import (
     ConsistencyPolicy,
     DirectorySink,
     Hooks,
+    HyperVHost,
     JobResult,
     JobStatus,
     LocalPathReader,
@@ -34,6 +40,8 @@ from hyperv_backup import (
     VMBackupResult,
     VMStatus,
 )
+from hyperv_backup.journal import Journal
+from hyperv_backup.ps_scripts import SCRIPTS, NewBackupCheckpointParams
 from hyperv_backup.simulator import FaultSpec, Simulator
 
 MiB = 2**20
@@ -486,3 +494,93 @@ def test_plan_says_what_will_happen_without_touching_the_host(
     assert by_name["dev-box"].checkpoint_tree == 4
     assert all(p.estimated_bytes > 0 for p in plan.vms)
     assert not [e for e in sim.emulator.events if "checkpoint" in e.event]
+
+
+# --- nothing left behind, even after SIGKILL -------------------------------------------------
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.05)
+
+
+def test_backup_killed_mid_export_is_cleaned_up_by_the_next_run(
+    make_simulator: MakeSimulator, tmp_path: Path
+) -> None:
+    sim = make_simulator({"vms": [vm("sql", replication={"mode": "Primary"})]})
+    sim.add_fault(FaultSpec(script="export-vm", action="delay", seconds=2, vm="sql"))
+    state = tmp_path / "state"
+    maps = [a for d, f in sim.path_map().items() for a in ("--path-map", f"{d}={f}")]
+    command = [
+        sys.executable,
+        "-m",
+        "hyperv_backup",
+        "backup",
+        "sql",
+        "--capture",
+        "export",
+        "--suspend-replication",
+        "--to",
+        str(tmp_path / "backups"),
+        "--state-dir",
+        str(state),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(sim.port),
+        "--auth",
+        "basic",
+        "-u",
+        sim.scenario.credentials.username,
+        "--ca-bundle",
+        str(sim.ca_pem),
+        *maps,
+    ]
+    env = {**os.environ, "HYPERV_BACKUP_PASSWORD": sim.scenario.credentials.password}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_for(lambda: any(e.event == "export_started" for e in sim.emulator.events_for("sql")))
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(10) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # The host finishes the export on its own, and is left with the job's resources.
+    _wait_for(lambda: any(e.event == "export_finished" for e in sim.emulator.events_for("sql")))
+    [checkpoint] = sim.emulator.checkpoints("sql")
+    assert checkpoint.name.startswith("hyperv-backup-")
+    assert sim.emulator.staging_folders
+    assert sim.emulator.vm_info("sql").replication.state == "Suspended"
+
+    result = make_job(sim, tmp_path, capture=CaptureMode.EXPORT).run(Selection(names=["sql"]))
+    undone = "\n".join(result.cleanup.undone)
+    assert "resumed replication of 'sql'" in undone
+    assert "removed backup checkpoint of 'sql'" in undone
+    assert "removed staging folder" in undone
+    assert result.cleanup.errors == []
+    assert only(result, "sql").status == VMStatus.SUCCESS
+    assert result.status == JobStatus.SUCCESS
+    host_is_clean(sim, {"sql": 0})
+    assert Journal(state, "127.0.0.1").pending() == []
+
+
+def test_leftovers_without_a_journal_are_swept_by_name(
+    make_simulator: MakeSimulator, tmp_path: Path
+) -> None:
+    sim = make_simulator({"vms": [vm("web")]})
+    # Another machine's dead run: a checkpoint with our prefix that no local journal knows.
+    with HyperVHost(sim.connection_settings()) as host:
+        host.runner.run(
+            SCRIPTS["new-backup-checkpoint"],
+            NewBackupCheckpointParams(
+                vm_name="web",
+                checkpoint_name="hyperv-backup-20260101T000000Z-abcdef",
+                checkpoint_type="Standard",
+            ),
+        )
+    report = make_job(sim, tmp_path).cleanup()
+    assert any("hyperv-backup-20260101T000000Z-abcdef" in line for line in report.undone)
+    host_is_clean(sim, {"web": 0})

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -86,17 +87,23 @@ def test_wrong_password_exits_1_without_echoing_it(simulator: Simulator) -> None
     assert "nope-123" not in result.output + result.stderr
 
 
-def test_demo_runs_inventory_against_the_simulator() -> None:
+def test_demo_backs_up_every_vm_of_the_simulator_and_verifies(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "hyperv_backup", "demo", "--json"],
+        [sys.executable, "-m", "hyperv_backup", "demo", "--json", "--output", str(tmp_path)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=180,
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    document = json.loads(done.stdout)
-    assert ODD_NAME in [vm["name"] for vm in document["vms"]]
+    result = json.loads(done.stdout)
+    assert result["status"] == "success"
+    names = {vm["vm_name"]: vm for vm in result["vms"]}
+    assert ODD_NAME in names
+    assert names["web01"]["achieved"] == "application"
+    assert names["fileserver"]["excluded"]
+    for vm in result["vms"]:
+        assert (Path(vm["location"]) / "backup.json").exists()
 
 
 @pytest.mark.parametrize("tls_args", [[], ["--no-tls"]], ids=["https-basic", "http-ntlm"])
@@ -148,3 +155,83 @@ def test_simulator_refuses_non_loopback_addresses() -> None:
     result = CliRunner().invoke(app, ["simulator", "serve", "--listen", "0.0.0.0"])
     assert result.exit_code == 2
     assert "not a loopback address" in result.stderr
+
+
+def _backup_args(sim: Simulator) -> list[str]:
+    maps = [
+        arg
+        for drive, folder in sim.path_map().items()
+        for arg in ("--path-map", f"{drive}={folder}")
+    ]
+    return [*_connect_args(sim), *maps]
+
+
+def test_plan_json_and_backup_exit_codes(make_simulator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    sim = make_simulator(
+        {"vms": [{"name": "web"}, {"name": "appliance", "integration_services": "none"}]}
+    )
+    runner = CliRunner()
+    planned = runner.invoke(app, ["plan", "--all", *_backup_args(sim), "--json"], env=_env(sim))
+    assert planned.exit_code == 0, planned.output
+    plan = json.loads(planned.stdout)
+    assert {v["vm_name"]: v["expected"] for v in plan["vms"]} == {
+        "web": "application",
+        "appliance": "crash",
+    }
+    state = ["--state-dir", str(tmp_path / "state")]
+    ok = runner.invoke(
+        app,
+        ["backup", "--all", "--to", str(tmp_path / "b"), *state, *_backup_args(sim), "--json"],
+        env=_env(sim),
+    )
+    assert ok.exit_code == 0, ok.output
+    partial = runner.invoke(
+        app,
+        [
+            "backup",
+            "--all",
+            "--consistency",
+            "app_required",
+            "--to",
+            str(tmp_path / "b"),
+            *state,
+            *_backup_args(sim),
+        ],
+        env={**_env(sim), "COLUMNS": "200"},
+    )
+    assert partial.exit_code == 3, partial.output
+    assert "partial" in partial.stdout
+    failed = runner.invoke(
+        app,
+        [
+            "backup",
+            "appliance",
+            "--consistency",
+            "app_required",
+            "--to",
+            str(tmp_path / "b"),
+            *state,
+            *_backup_args(sim),
+        ],
+        env=_env(sim),
+    )
+    assert failed.exit_code == 1
+    nothing = runner.invoke(
+        app, ["backup", *_backup_args(sim), "--to", str(tmp_path)], env=_env(sim)
+    )
+    assert nothing.exit_code == 2
+    assert "give VM names" in nothing.stderr
+
+
+def test_backup_help_teaches_exit_codes_and_options() -> None:
+    result = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"})
+    assert "3 partial success" in result.stdout
+    backup_help = CliRunner().invoke(app, ["backup", "--help"], env={"COLUMNS": "200"})
+    for option in (
+        "--consistency",
+        "--capture",
+        "--suspend-replication",
+        "--before-vm",
+        "--path-map",
+    ):
+        assert option in backup_help.stdout

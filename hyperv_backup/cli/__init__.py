@@ -1,0 +1,69 @@
+"""The ``hyperv-backup`` command: a thin layer over the public API.
+
+Exit codes (also in ``--help`` and the README):
+
+- 0: success — every selected VM backed up, nothing needs attention.
+- 1: failure — nothing was backed up, or the host/network failed.
+- 2: usage or configuration error (bad option, invalid settings or scenario file).
+- 3: partial success — some VMs backed up and others failed, or a cleanup step or an
+  after-command failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from hyperv_backup.cli.backup_commands import backup, cleanup, plan
+from hyperv_backup.cli.host_commands import inventory
+from hyperv_backup.cli.simulator_commands import demo, simulator_serve
+from hyperv_backup.results import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
+
+__all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "app", "main"]
+
+_EXIT_CODES_HELP = (
+    "Exit codes: 0 success; 1 failure; 2 usage or configuration error; "
+    "3 partial success (some VMs failed, or a cleanup step or after-command did)."
+)
+
+app = typer.Typer(
+    name="hyperv-backup",
+    help="Agentless backups of Hyper-V virtual machines over PowerShell Remoting. "
+    + _EXIT_CODES_HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+simulator_app = typer.Typer(
+    help="An emulated Hyper-V host on loopback, for tests and trying things out.",
+    no_args_is_help=True,
+)
+app.add_typer(simulator_app, name="simulator")
+app.command()(inventory)
+app.command()(plan)
+app.command()(backup)
+app.command()(cleanup)
+app.command()(demo)
+simulator_app.command("serve")(simulator_serve)
+
+
+@app.callback()
+def _configure(
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More log output on stderr (-vv).")
+    ] = 0,
+) -> None:
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    os.environ.setdefault("PYTHONIOENCODING", "utf-8")
+    app()

@@ -1,0 +1,320 @@
+"""``plan``, ``backup`` and ``cleanup``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hyperv_backup.backup import BackupJob, ProgressEvent
+from hyperv_backup.cli.console import err, fail, out
+from hyperv_backup.cli.options import (
+    AllOpt,
+    AttemptsOpt,
+    AuthOpt,
+    CaOpt,
+    CaptureOpt,
+    ConsistencyOpt,
+    ExcludeOpt,
+    HookOpt,
+    HostOpt,
+    InsecureOpt,
+    JsonOpt,
+    MergeOpt,
+    NamesArg,
+    NoTlsOpt,
+    ParallelOpt,
+    PassthroughOpt,
+    PasswordOpt,
+    PathMapOpt,
+    PortOpt,
+    StagingOpt,
+    StateOpt,
+    SuspendOpt,
+    TimeoutOpt,
+    UserOpt,
+    build_policy,
+    build_reader,
+    build_selection,
+    build_settings,
+)
+from hyperv_backup.errors import ConfigError, HyperVBackupError
+from hyperv_backup.policy import CaptureMode, ConsistencyPolicy, PassthroughPolicy
+from hyperv_backup.render import format_bytes, job_table, plan_table
+from hyperv_backup.results import EXIT_USAGE, JobResult
+from hyperv_backup.sink import DirectorySink
+
+__all__ = ["backup", "cleanup", "plan"]
+
+ToOpt = Annotated[
+    Path | None, typer.Option("--to", help="Folder to store the backups in (Export-VM layout).")
+]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show the plan; change nothing.")]
+
+
+def plan(
+    host: HostOpt,
+    names: NamesArg = None,
+    all_vms: AllOpt = False,
+    exclude: ExcludeOpt = None,
+    consistency: ConsistencyOpt = ConsistencyPolicy.APP_PREFERRED,
+    capture: CaptureOpt = CaptureMode.AUTO,
+    passthrough: PassthroughOpt = PassthroughPolicy.SKIP_DISK,
+    suspend_replication: SuspendOpt = False,
+    path_map: PathMapOpt = None,
+    port: PortOpt = None,
+    auth: AuthOpt = "negotiate",
+    username: UserOpt = None,
+    password: PasswordOpt = None,
+    no_tls: NoTlsOpt = False,
+    ca_bundle: CaOpt = None,
+    insecure: InsecureOpt = False,
+    script_timeout: TimeoutOpt = 300.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show what a backup would do for each VM, touching nothing on the host.
+
+    Per VM: the method (production or standard checkpoint, pause + host VSS, shadow copy) and
+    the consistency it yields and why; in-place or export capture; disks, memory, checkpoint
+    tree; what is excluded (pass-through disks) and why; the replication role; the size.
+    """
+    settings = build_settings(
+        host=host,
+        port=port,
+        auth=auth,
+        username=username,
+        password=password,
+        no_tls=no_tls,
+        ca_bundle=ca_bundle,
+        insecure=insecure,
+        script_timeout=script_timeout,
+    )
+    policy = build_policy(
+        consistency=consistency,
+        capture=capture,
+        passthrough=passthrough,
+        suspend_replication=suspend_replication,
+        parallel=1,
+        staging_root=None,
+        merge_timeout=3600,
+        retry_attempts=6,
+    )
+    selection = build_selection(names, all_vms, exclude)
+    job = BackupJob(settings, policy, reader=build_reader(path_map))
+    try:
+        the_plan = job.plan(selection)
+    except ConfigError as error:
+        fail(error, EXIT_USAGE)
+    except HyperVBackupError as error:
+        fail(error)
+    if as_json:
+        print(the_plan.model_dump_json(indent=2))
+        return
+    out().print(plan_table(the_plan))
+    if the_plan.excluded_by_selection:
+        out().print(
+            f"Left out by --exclude: {', '.join(the_plan.excluded_by_selection)}", markup=False
+        )
+
+
+def backup(
+    host: HostOpt,
+    names: NamesArg = None,
+    all_vms: AllOpt = False,
+    exclude: ExcludeOpt = None,
+    to: ToOpt = None,
+    path_map: PathMapOpt = None,
+    consistency: ConsistencyOpt = ConsistencyPolicy.APP_PREFERRED,
+    capture: CaptureOpt = CaptureMode.AUTO,
+    passthrough: PassthroughOpt = PassthroughPolicy.SKIP_DISK,
+    suspend_replication: SuspendOpt = False,
+    parallel: ParallelOpt = 2,
+    staging_root: StagingOpt = None,
+    merge_timeout: MergeOpt = 3600,
+    retry_attempts: AttemptsOpt = 6,
+    before_job: HookOpt = None,
+    after_job: HookOpt = None,
+    before_vm: HookOpt = None,
+    after_vm: HookOpt = None,
+    state_dir: StateOpt = None,
+    dry_run: DryRunOpt = False,
+    port: PortOpt = None,
+    auth: AuthOpt = "negotiate",
+    username: UserOpt = None,
+    password: PasswordOpt = None,
+    no_tls: NoTlsOpt = False,
+    ca_bundle: CaOpt = None,
+    insecure: InsecureOpt = False,
+    script_timeout: TimeoutOpt = 300.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Back up VMs: freeze each consistently, capture all of it, store it, clean up.
+
+    Exits 0 when every VM was backed up and nothing needs attention, 3 when some VMs failed
+    (or a cleanup step or after-command did), 1 when nothing was backed up, 2 for bad options.
+    """
+    settings = build_settings(
+        host=host,
+        port=port,
+        auth=auth,
+        username=username,
+        password=password,
+        no_tls=no_tls,
+        ca_bundle=ca_bundle,
+        insecure=insecure,
+        script_timeout=script_timeout,
+    )
+    policy = build_policy(
+        consistency=consistency,
+        capture=capture,
+        passthrough=passthrough,
+        suspend_replication=suspend_replication,
+        parallel=parallel,
+        staging_root=staging_root,
+        merge_timeout=merge_timeout,
+        retry_attempts=retry_attempts,
+        before_job=before_job,
+        after_job=after_job,
+        before_vm=before_vm,
+        after_vm=after_vm,
+    )
+    selection = build_selection(names, all_vms, exclude)
+    reader = build_reader(path_map)
+    if dry_run:
+        plan(
+            host=host,
+            names=names,
+            all_vms=all_vms,
+            exclude=exclude,
+            consistency=consistency,
+            capture=capture,
+            passthrough=passthrough,
+            suspend_replication=suspend_replication,
+            path_map=path_map,
+            port=port,
+            auth=auth,
+            username=username,
+            password=password,
+            no_tls=no_tls,
+            ca_bundle=ca_bundle,
+            insecure=insecure,
+            script_timeout=script_timeout,
+            as_json=as_json,
+        )
+        return
+    if to is None:
+        fail(ConfigError("Where should the backup go? Give --to FOLDER."), EXIT_USAGE)
+    if reader is None:
+        fail(
+            ConfigError(
+                "hyperv-backup must read the host's files: give --path-map "
+                "HOSTPREFIX=LOCALDIR for each volume (e.g. 'D:\\=/mnt/hv01-d')."
+            ),
+            EXIT_USAGE,
+        )
+    show_progress = not as_json and err().is_terminal
+    job = BackupJob(
+        settings,
+        policy,
+        sink=DirectorySink(to),
+        reader=reader,
+        state_dir=state_dir,
+        progress=_print_progress if show_progress else None,
+    )
+    result = job.run(selection)
+    if as_json:
+        print(result.model_dump_json(indent=2))
+    else:
+        report_job(result)
+    raise typer.Exit(result.exit_code)
+
+
+def report_job(result: JobResult) -> None:
+    """The job's table, cleanup and errors, for a person."""
+    for line in result.cleanup.undone:
+        err().print(f"cleanup: {line}", markup=False, highlight=False)
+    for line in result.cleanup.errors:
+        err().print(f"cleanup failed: {line}", markup=False, highlight=False)
+    if result.vms:
+        out().print(job_table(result))
+    if result.error:
+        err().print(f"job failed: {result.error}", markup=False, highlight=False)
+    total = sum(v.bytes for v in result.vms)
+    out().print(
+        f"{result.status.value}: {len(result.vms)} VM(s), {format_bytes(total)}",
+        markup=False,
+        highlight=False,
+    )
+
+
+def _print_progress(event: ProgressEvent) -> None:
+    if event.kind == "vm_started":
+        err().print(f"{event.vm_name}: started", markup=False, highlight=False)
+    elif event.kind == "vm_finished" and event.result is not None:
+        r = event.result
+        err().print(
+            f"{event.vm_name}: {r.status.value} ({format_bytes(r.bytes)}, "
+            f"{r.duration_seconds:.1f} s)",
+            markup=False,
+            highlight=False,
+        )
+
+
+def cleanup(
+    host: HostOpt,
+    staging_root: StagingOpt = None,
+    state_dir: StateOpt = None,
+    port: PortOpt = None,
+    auth: AuthOpt = "negotiate",
+    username: UserOpt = None,
+    password: PasswordOpt = None,
+    no_tls: NoTlsOpt = False,
+    ca_bundle: CaOpt = None,
+    insecure: InsecureOpt = False,
+    script_timeout: TimeoutOpt = 300.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Undo what killed or failed runs left on the host.
+
+    First whatever this machine's journal says a dead run still holds (a paused VM is resumed
+    first, then shadow copies, checkpoints — merges awaited — staging folders, and suspended
+    replication), then anything on the host named hyperv-backup-*. Every backup does this
+    before it starts, too.
+    """
+    settings = build_settings(
+        host=host,
+        port=port,
+        auth=auth,
+        username=username,
+        password=password,
+        no_tls=no_tls,
+        ca_bundle=ca_bundle,
+        insecure=insecure,
+        script_timeout=script_timeout,
+    )
+    policy = build_policy(
+        consistency=ConsistencyPolicy.APP_PREFERRED,
+        capture=CaptureMode.AUTO,
+        passthrough=PassthroughPolicy.SKIP_DISK,
+        suspend_replication=False,
+        parallel=1,
+        staging_root=staging_root,
+        merge_timeout=3600,
+        retry_attempts=6,
+    )
+    try:
+        report = BackupJob(settings, policy, state_dir=state_dir).cleanup()
+    except HyperVBackupError as error:
+        fail(error)
+    if as_json:
+        print(json.dumps(report.model_dump(), indent=2))
+    else:
+        for line in report.undone:
+            out().print(f"undone: {line}", markup=False, highlight=False)
+        for line in report.errors:
+            err().print(f"failed: {line}", markup=False, highlight=False)
+        if not report.undone and not report.errors:
+            out().print("Nothing was left behind on the host.", markup=False)
+    raise typer.Exit(1 if report.errors else 0)

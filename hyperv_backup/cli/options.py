@@ -1,0 +1,217 @@
+"""Options shared by the commands, and the settings and policy they build."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any, get_args
+
+import typer
+from pydantic import SecretStr, ValidationError
+
+from hyperv_backup.cli.console import fail
+from hyperv_backup.config import AuthMethod, ConnectionSettings, Timeouts
+from hyperv_backup.errors import ConfigError
+from hyperv_backup.policy import (
+    BackupPolicy,
+    CaptureMode,
+    ConsistencyPolicy,
+    Hooks,
+    PassthroughPolicy,
+    PowerShellHook,
+    RetryPolicy,
+    Selection,
+)
+from hyperv_backup.results import EXIT_USAGE
+from hyperv_backup.transfer import LocalPathReader
+
+__all__ = [
+    "build_policy",
+    "build_reader",
+    "build_selection",
+    "build_settings",
+]
+
+HostOpt = Annotated[
+    str, typer.Option("--host", "-H", help="Hyper-V host name or IP.", envvar="HYPERV_BACKUP_HOST")
+]
+PortOpt = Annotated[
+    int | None, typer.Option(help="WinRM port (default 5986 with TLS, 5985 without).")
+]
+AuthOpt = Annotated[
+    str, typer.Option(help="negotiate, ntlm, kerberos, basic, credssp or certificate.")
+]
+UserOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--username", "-u", help="DOMAIN\\user or user@domain.", envvar="HYPERV_BACKUP_USERNAME"
+    ),
+]
+PasswordOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Password; better set HYPERV_BACKUP_PASSWORD, or type it when asked.",
+        envvar="HYPERV_BACKUP_PASSWORD",
+        show_envvar=True,
+    ),
+]
+NoTlsOpt = Annotated[bool, typer.Option("--no-tls", help="Plain HTTP (port 5985).")]
+CaOpt = Annotated[
+    Path | None,
+    typer.Option(help="PEM file of the CA that signed the host's certificate.", exists=True),
+]
+InsecureOpt = Annotated[
+    bool,
+    typer.Option("--insecure", help="Do not verify the host's TLS certificate (not recommended)."),
+]
+TimeoutOpt = Annotated[float, typer.Option(help="Default deadline of a host script, seconds.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+NamesArg = Annotated[list[str] | None, typer.Argument(help="VM names or wildcards.")]
+AllOpt = Annotated[bool, typer.Option("--all", help="Every VM on the host.")]
+ExcludeOpt = Annotated[
+    list[str] | None, typer.Option("--exclude", help="Leave out VMs matching this (repeatable).")
+]
+ConsistencyOpt = Annotated[
+    ConsistencyPolicy,
+    typer.Option(help="app_required fails a VM that cannot be application-consistent."),
+]
+CaptureOpt = Annotated[
+    CaptureMode, typer.Option(help="in_place reads frozen disks where they lie; export copies.")
+]
+PassthroughOpt = Annotated[
+    PassthroughPolicy, typer.Option(help="What to do with pass-through disks.")
+]
+SuspendOpt = Annotated[
+    bool,
+    typer.Option(
+        "--suspend-replication",
+        help="Suspend Hyper-V Replica per VM during its backup; always resumed.",
+    ),
+]
+ParallelOpt = Annotated[int, typer.Option(help="VMs backed up at once.", min=1, max=16)]
+StagingOpt = Annotated[
+    str | None, typer.Option(help="Folder on the host for exports (default under ProgramData).")
+]
+MergeOpt = Annotated[int, typer.Option(help="Seconds to wait for a checkpoint merge.")]
+AttemptsOpt = Annotated[int, typer.Option(help="Tries for 'conflicting operation' errors.")]
+HookOpt = Annotated[
+    list[str] | None,
+    typer.Option(help="PowerShell run on the host; sees $VMName, $VMId, $JobId (repeatable)."),
+]
+PathMapOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--path-map",
+        help="HOSTPREFIX=LOCALDIR: read host files through a local mount "
+        "(e.g. 'D:\\=/mnt/hv01-d'). Repeatable.",
+    ),
+]
+StateOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Where the journal and locks live (default $XDG_STATE_HOME/hyperv-backup).",
+        envvar="HYPERV_BACKUP_STATE_DIR",
+    ),
+]
+
+
+def build_settings(
+    *,
+    host: str,
+    port: int | None,
+    auth: str,
+    username: str | None,
+    password: str | None,
+    no_tls: bool,
+    ca_bundle: Path | None,
+    insecure: bool,
+    script_timeout: float,
+) -> ConnectionSettings:
+    """Validated connection settings, or exit 2 with what is wrong."""
+    if auth not in get_args(AuthMethod):
+        fail(
+            ConfigError(f"Unknown --auth {auth!r}; use one of {', '.join(get_args(AuthMethod))}."),
+            EXIT_USAGE,
+        )
+    if password is None and auth not in ("kerberos", "certificate") and sys.stdin.isatty():
+        password = typer.prompt(f"Password for {username or 'the host'}", hide_input=True)
+    try:
+        return ConnectionSettings(
+            host=host,
+            port=port,
+            auth=auth,  # type: ignore[arg-type]  # checked against AuthMethod above
+            username=username,
+            password=SecretStr(password) if password is not None else None,
+            use_tls=not no_tls,
+            ca_bundle=ca_bundle,
+            cert_validation=not insecure,
+            timeouts=Timeouts(script=script_timeout),
+        )
+    except ValidationError as error:
+        fail(ConfigError(f"Invalid connection settings: {_problems(error)}"), EXIT_USAGE)
+
+
+def _problems(error: ValidationError) -> str:
+    return "; ".join(e["msg"].removeprefix("Value error, ") for e in error.errors())
+
+
+def build_selection(names: list[str] | None, all_vms: bool, exclude: list[str] | None) -> Selection:
+    """The VM selection, or exit 2."""
+    try:
+        return Selection(names=names or [], all=all_vms, exclude=exclude or [])
+    except ValidationError as error:
+        fail(ConfigError(f"Invalid selection: {_problems(error)}"), EXIT_USAGE)
+
+
+def build_policy(
+    *,
+    consistency: ConsistencyPolicy,
+    capture: CaptureMode,
+    passthrough: PassthroughPolicy,
+    suspend_replication: bool,
+    parallel: int,
+    staging_root: str | None,
+    merge_timeout: int,
+    retry_attempts: int,
+    before_job: list[str] | None = None,
+    after_job: list[str] | None = None,
+    before_vm: list[str] | None = None,
+    after_vm: list[str] | None = None,
+) -> BackupPolicy:
+    """The backup policy, or exit 2."""
+    extra: dict[str, Any] = {}
+    if staging_root:
+        extra["staging_root"] = staging_root
+    try:
+        return BackupPolicy(
+            consistency=consistency,
+            capture=capture,
+            passthrough=passthrough,
+            suspend_replication=suspend_replication,
+            parallel_vms=parallel,
+            merge_timeout=merge_timeout,
+            retry=RetryPolicy(attempts=retry_attempts),
+            hooks=Hooks(
+                before_job=[PowerShellHook(command=c) for c in before_job or []],
+                after_job=[PowerShellHook(command=c) for c in after_job or []],
+                before_vm=[PowerShellHook(command=c) for c in before_vm or []],
+                after_vm=[PowerShellHook(command=c) for c in after_vm or []],
+            ),
+            **extra,
+        )
+    except ValidationError as error:
+        fail(ConfigError(f"Invalid policy: {_problems(error)}"), EXIT_USAGE)
+
+
+def build_reader(path_map: list[str] | None) -> LocalPathReader | None:
+    """A reader from ``HOSTPREFIX=LOCALDIR`` pairs, or None when none are given."""
+    if not path_map:
+        return None
+    mapping: dict[str, Path] = {}
+    for pair in path_map:
+        prefix, sep, local = pair.partition("=")
+        if not sep or not prefix or not local:
+            fail(ConfigError(f"--path-map {pair!r}: expected HOSTPREFIX=LOCALDIR"), EXIT_USAGE)
+        mapping[prefix] = Path(local)
+    return LocalPathReader(mapping)
