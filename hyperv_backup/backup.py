@@ -366,6 +366,15 @@ class BackupJob:
             return self._freeze_with_shadow(
                 stack, resources, host=host, vm=vm, method=method, result=result
             )
+        # The staging folder (and its free-space preflight) comes first: a full volume should
+        # fail the VM before a checkpoint is taken, not after.
+        if mode == CaptureMode.IN_PLACE:
+            required = float(_CONFIG_EXPORT_SPACE)
+        else:
+            estimate = sum(d.file_size for disk in vm.virtual_disks for d in disk.chain)
+            estimate += vm.memory_assigned + _CONFIG_EXPORT_SPACE
+            required = estimate * self.policy.staging_headroom
+        staging = stack.enter_context(resources.staging_folder(vm, required, result.warnings))
         try:
             checkpoint = stack.enter_context(
                 resources.backup_checkpoint(
@@ -391,9 +400,6 @@ class BackupJob:
             )
         result.method, result.achieved = method, achieved
         if mode == CaptureMode.IN_PLACE:
-            staging = stack.enter_context(
-                resources.staging_folder(vm, _CONFIG_EXPORT_SPACE, result.warnings)
-            )
             params = VMConfigExportParams(
                 vm_name=vm.name, checkpoint_id=checkpoint.id, destination=staging.path
             )
@@ -407,11 +413,6 @@ class BackupJob:
                 if f.role == FileRole.DISK and f.path.casefold() not in active
             ]
             return [_ToRead(f, f.path) for f in [*exported.files, *disks]]
-        estimate = sum(d.file_size for disk in vm.virtual_disks for d in disk.chain)
-        estimate += vm.memory_assigned + _CONFIG_EXPORT_SPACE
-        staging = stack.enter_context(
-            resources.staging_folder(vm, estimate * self.policy.staging_headroom, result.warnings)
-        )
         params_export = VMExportParams(vm_name=vm.name, destination=staging.path)
         exported = self._backup_operation(host, vm, "export-vm", params_export, retry_log)
         return [_ToRead(f, f.path) for f in exported.files]

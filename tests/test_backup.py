@@ -584,3 +584,20 @@ def test_leftovers_without_a_journal_are_swept_by_name(
     report = make_job(sim, tmp_path).cleanup()
     assert any("hyperv-backup-20260101T000000Z-abcdef" in line for line in report.undone)
     host_is_clean(sim, {"web": 0})
+
+
+def test_export_needs_staging_space_and_says_so(
+    make_simulator: MakeSimulator, tmp_path: Path
+) -> None:
+    sim = make_simulator(
+        {"host": {"volumes": {"C": {"free_bytes": 1024 * 1024}}}, "vms": [vm("web")]}
+    )
+    result = only(
+        make_job(sim, tmp_path, capture=CaptureMode.EXPORT).run(Selection(names=["web"])), "web"
+    )
+    assert result.status == VMStatus.FAILED
+    assert result.error_type == "InsufficientSpaceError"
+    assert "C:" in (result.error or "")
+    host_is_clean(sim, {"web": 0})
+    # The preflight comes before the checkpoint: the VM was never touched.
+    assert not [e for e in sim.emulator.events_for("web") if "checkpoint" in e.event]
