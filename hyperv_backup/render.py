@@ -100,6 +100,21 @@ def inventory_json(info: HostInfo, vms: list[VMInfo]) -> str:
     return json.dumps(document, indent=2, ensure_ascii=False)
 
 
+_METHOD_LABELS = {
+    "production_checkpoint": "production",
+    "standard_checkpoint": "standard",
+    "pause_and_vss": "pause+VSS",
+    "vss_snapshot": "shadow copy",
+}
+
+
+def _method_text(method: object | None) -> str:
+    if method is None:
+        return "-"
+    value = str(getattr(method, "value", method))
+    return _METHOD_LABELS.get(value, value)
+
+
 def _level_text(level: object | None) -> str:
     if level is None:
         return "-"
@@ -124,7 +139,7 @@ def plan_table(plan: BackupPlan) -> Table:
             notes.insert(0, f"[bold red]will fail[/]: {escape(vm.will_fail)}")
         table.add_row(
             escape(vm.vm_name),
-            vm.method.value if vm.method else "-",
+            _method_text(vm.method),
             _level_text(vm.expected),
             vm.capture_mode.value,
             format_bytes(vm.estimated_bytes),
@@ -136,14 +151,23 @@ def plan_table(plan: BackupPlan) -> Table:
 def job_table(result: JobResult) -> Table:
     """One row per VM of a finished job."""
     table = Table(title=f"Job {result.job_id}: {result.status.value}")
-    for column in ("VM", "Status", "Consistency", "Method", "Bytes", "Time", "Retries", "Notes"):
-        table.add_column(column, overflow="fold")
+    for column in ("VM", "Status", "Consistency", "Method", "Bytes", "Time", "Retries"):
+        table.add_column(
+            column,
+            no_wrap=column != "VM",
+            overflow="fold",
+            min_width=12 if column == "VM" else None,
+        )
+    table.add_column("Notes", overflow="fold", ratio=1)
     for vm in result.vms:
         status = "[green]ok[/]" if vm.status.value == "success" else "[bold red]failed[/]"
         notes = []
         if vm.error:
             notes.append(f"[red]{escape(vm.error)}[/]")
-        notes += [f"excluded: {escape(e.item)}" for e in vm.excluded]
+        notes += [
+            f"excluded: {escape(e.item.split(' (')[0])} ({escape(e.reason.split(',')[0])})"
+            for e in vm.excluded
+        ]
         if vm.pause_seconds:
             notes.append(f"paused {vm.pause_seconds:.2f} s")
         notes += [f"[yellow]warning[/]: {escape(w)}" for w in vm.warnings]
@@ -151,7 +175,7 @@ def job_table(result: JobResult) -> Table:
             escape(vm.vm_name),
             status,
             _level_text(vm.achieved),
-            vm.method.value if vm.method else "-",
+            _method_text(vm.method),
             format_bytes(vm.bytes),
             f"{vm.duration_seconds:.1f} s",
             str(vm.retries),
