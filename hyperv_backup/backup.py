@@ -275,7 +275,9 @@ class BackupJob:
                     retry_log=retry_log,
                 )
                 assert self.sink is not None
-                capture = self.sink.open_vm(job_id, vm)
+                capture = self.sink.open_vm(
+                    job_id, vm, host=self.settings.host, tags=self.policy.tags
+                )
                 self._transfer(vm, files, capture, result)
                 result.status = VMStatus.SUCCESS
             # Committed after the host is cleaned up, so the report includes any warning.

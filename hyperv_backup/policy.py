@@ -156,5 +156,6 @@ class BackupPolicy(_Frozen):
     )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     hooks: Hooks = Field(default_factory=Hooks)
+    tags: list[str] = Field(default_factory=list, description="Labels stored with each backup.")
     name_prefix: Literal["hyperv-backup"] = "hyperv-backup"
     """Prefix of everything created on the host (checkpoints, staging folders)."""

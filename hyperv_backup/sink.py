@@ -14,7 +14,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Protocol
@@ -63,8 +63,8 @@ class VMCapture(Protocol):
 class CaptureSink(Protocol):
     """A destination for VM backups."""
 
-    def open_vm(self, job_id: str, vm: VMInfo) -> VMCapture:
-        """Start storing one VM of job ``job_id``."""
+    def open_vm(self, job_id: str, vm: VMInfo, *, host: str, tags: Sequence[str] = ()) -> VMCapture:
+        """Start storing one VM of job ``job_id`` taken on ``host``; ``tags`` label it."""
         ...
 
 
@@ -127,7 +127,7 @@ class DirectorySink:
     def __repr__(self) -> str:
         return f"DirectorySink({str(self.root)!r})"
 
-    def open_vm(self, job_id: str, vm: VMInfo) -> VMCapture:
+    def open_vm(self, job_id: str, vm: VMInfo, *, host: str, tags: Sequence[str] = ()) -> VMCapture:
         """A fresh folder ``<root>/<job id>/<safe VM name>-<id prefix>``."""
         name = _FORBIDDEN.sub("_", vm.name).strip(" .") or "vm"
         folder = self.root / job_id / f"{name}-{str(vm.id)[:8]}"

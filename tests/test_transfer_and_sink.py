@@ -58,7 +58,7 @@ def _vm(name: str) -> VMInfo:
 
 def test_directory_sink_writes_layout_and_report_last(tmp_path: Path) -> None:
     sink = DirectorySink(tmp_path)
-    capture = sink.open_vm("job1", _vm('O\'Brien; $(Remove-Item C:\\) "ü"'))
+    capture = sink.open_vm("job1", host="hv01", vm=_vm('O\'Brien; $(Remove-Item C:\\) "ü"'))
     digest = capture.write_file("Virtual Hard Disks/os.vhdx", io.BytesIO(b"x" * 10))
     assert digest.size == 10
     folder = next((tmp_path / "job1").iterdir())
@@ -78,13 +78,13 @@ def test_directory_sink_writes_layout_and_report_last(tmp_path: Path) -> None:
 
 
 def test_directory_sink_refuses_paths_escaping_the_backup(tmp_path: Path) -> None:
-    capture = DirectorySink(tmp_path).open_vm("job1", _vm("a"))
+    capture = DirectorySink(tmp_path).open_vm("job1", host="hv01", vm=_vm("a"))
     with pytest.raises(TargetError, match="unsafe path"):
         capture.write_file("../../etc/passwd", io.BytesIO(b""))
 
 
 def test_aborted_capture_leaves_nothing(tmp_path: Path) -> None:
-    capture = DirectorySink(tmp_path).open_vm("job1", _vm("a"))
+    capture = DirectorySink(tmp_path).open_vm("job1", host="hv01", vm=_vm("a"))
     capture.write_file("Virtual Machines/a.vmcx", io.BytesIO(b"cfg"))
     capture.abort()
     assert list((tmp_path / "job1").iterdir()) == []
