@@ -20,6 +20,7 @@ import typer
 
 from hyperv_backup.cli.backup_commands import backup, cleanup, plan
 from hyperv_backup.cli.host_commands import inventory
+from hyperv_backup.cli.options import with_connection
 from hyperv_backup.cli.simulator_commands import demo, simulator_serve
 from hyperv_backup.results import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 
@@ -43,10 +44,10 @@ simulator_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(simulator_app, name="simulator")
-app.command()(inventory)
-app.command()(plan)
-app.command()(backup)
-app.command()(cleanup)
+app.command("inventory")(with_connection(inventory))
+app.command("plan")(with_connection(plan))
+app.command("backup")(with_connection(backup))
+app.command("cleanup")(with_connection(cleanup))
 app.command()(demo)
 simulator_app.command("serve")(simulator_serve)
 

@@ -13,33 +13,24 @@ from hyperv_backup.cli.console import err, fail, out
 from hyperv_backup.cli.options import (
     AllOpt,
     AttemptsOpt,
-    AuthOpt,
-    CaOpt,
     CaptureOpt,
     ConsistencyOpt,
     ExcludeOpt,
     HookOpt,
-    HostOpt,
-    InsecureOpt,
     JsonOpt,
     MergeOpt,
     NamesArg,
-    NoTlsOpt,
     ParallelOpt,
     PassthroughOpt,
-    PasswordOpt,
     PathMapOpt,
-    PortOpt,
     StagingOpt,
     StateOpt,
     SuspendOpt,
-    TimeoutOpt,
-    UserOpt,
     build_policy,
     build_reader,
     build_selection,
-    build_settings,
 )
+from hyperv_backup.config import ConnectionSettings
 from hyperv_backup.errors import ConfigError, HyperVBackupError
 from hyperv_backup.policy import CaptureMode, ConsistencyPolicy, PassthroughPolicy
 from hyperv_backup.render import format_bytes, job_table, plan_table
@@ -55,7 +46,7 @@ DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show the plan; chang
 
 
 def plan(
-    host: HostOpt,
+    settings: ConnectionSettings,
     names: NamesArg = None,
     all_vms: AllOpt = False,
     exclude: ExcludeOpt = None,
@@ -64,14 +55,6 @@ def plan(
     passthrough: PassthroughOpt = PassthroughPolicy.SKIP_DISK,
     suspend_replication: SuspendOpt = False,
     path_map: PathMapOpt = None,
-    port: PortOpt = None,
-    auth: AuthOpt = "negotiate",
-    username: UserOpt = None,
-    password: PasswordOpt = None,
-    no_tls: NoTlsOpt = False,
-    ca_bundle: CaOpt = None,
-    insecure: InsecureOpt = False,
-    script_timeout: TimeoutOpt = 300.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Show what a backup would do for each VM, touching nothing on the host.
@@ -80,17 +63,6 @@ def plan(
     the consistency it yields and why; in-place or export capture; disks, memory, checkpoint
     tree; what is excluded (pass-through disks) and why; the replication role; the size.
     """
-    settings = build_settings(
-        host=host,
-        port=port,
-        auth=auth,
-        username=username,
-        password=password,
-        no_tls=no_tls,
-        ca_bundle=ca_bundle,
-        insecure=insecure,
-        script_timeout=script_timeout,
-    )
     policy = build_policy(
         consistency=consistency,
         capture=capture,
@@ -120,7 +92,7 @@ def plan(
 
 
 def backup(
-    host: HostOpt,
+    settings: ConnectionSettings,
     names: NamesArg = None,
     all_vms: AllOpt = False,
     exclude: ExcludeOpt = None,
@@ -140,14 +112,6 @@ def backup(
     after_vm: HookOpt = None,
     state_dir: StateOpt = None,
     dry_run: DryRunOpt = False,
-    port: PortOpt = None,
-    auth: AuthOpt = "negotiate",
-    username: UserOpt = None,
-    password: PasswordOpt = None,
-    no_tls: NoTlsOpt = False,
-    ca_bundle: CaOpt = None,
-    insecure: InsecureOpt = False,
-    script_timeout: TimeoutOpt = 300.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Back up VMs: freeze each consistently, capture all of it, store it, clean up.
@@ -155,17 +119,6 @@ def backup(
     Exits 0 when every VM was backed up and nothing needs attention, 3 when some VMs failed
     (or a cleanup step or after-command did), 1 when nothing was backed up, 2 for bad options.
     """
-    settings = build_settings(
-        host=host,
-        port=port,
-        auth=auth,
-        username=username,
-        password=password,
-        no_tls=no_tls,
-        ca_bundle=ca_bundle,
-        insecure=insecure,
-        script_timeout=script_timeout,
-    )
     policy = build_policy(
         consistency=consistency,
         capture=capture,
@@ -184,7 +137,7 @@ def backup(
     reader = build_reader(path_map)
     if dry_run:
         plan(
-            host=host,
+            settings,
             names=names,
             all_vms=all_vms,
             exclude=exclude,
@@ -193,14 +146,6 @@ def backup(
             passthrough=passthrough,
             suspend_replication=suspend_replication,
             path_map=path_map,
-            port=port,
-            auth=auth,
-            username=username,
-            password=password,
-            no_tls=no_tls,
-            ca_bundle=ca_bundle,
-            insecure=insecure,
-            script_timeout=script_timeout,
             as_json=as_json,
         )
         return
@@ -263,17 +208,9 @@ def _print_progress(event: ProgressEvent) -> None:
 
 
 def cleanup(
-    host: HostOpt,
+    settings: ConnectionSettings,
     staging_root: StagingOpt = None,
     state_dir: StateOpt = None,
-    port: PortOpt = None,
-    auth: AuthOpt = "negotiate",
-    username: UserOpt = None,
-    password: PasswordOpt = None,
-    no_tls: NoTlsOpt = False,
-    ca_bundle: CaOpt = None,
-    insecure: InsecureOpt = False,
-    script_timeout: TimeoutOpt = 300.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Undo what killed or failed runs left on the host.
@@ -283,17 +220,6 @@ def cleanup(
     replication), then anything on the host named hyperv-backup-*. Every backup does this
     before it starts, too.
     """
-    settings = build_settings(
-        host=host,
-        port=port,
-        auth=auth,
-        username=username,
-        password=password,
-        no_tls=no_tls,
-        ca_bundle=ca_bundle,
-        insecure=insecure,
-        script_timeout=script_timeout,
-    )
     policy = build_policy(
         consistency=ConsistencyPolicy.APP_PREFERRED,
         capture=CaptureMode.AUTO,

@@ -3,20 +3,7 @@
 from __future__ import annotations
 
 from hyperv_backup.cli.console import fail, out
-from hyperv_backup.cli.options import (
-    AuthOpt,
-    CaOpt,
-    HostOpt,
-    InsecureOpt,
-    JsonOpt,
-    NamesArg,
-    NoTlsOpt,
-    PasswordOpt,
-    PortOpt,
-    TimeoutOpt,
-    UserOpt,
-    build_settings,
-)
+from hyperv_backup.cli.options import JsonOpt, NamesArg
 from hyperv_backup.config import ConnectionSettings
 from hyperv_backup.errors import ConfigError, HyperVBackupError
 from hyperv_backup.host import HyperVHost
@@ -27,16 +14,8 @@ __all__ = ["inventory", "print_inventory"]
 
 
 def inventory(
-    host: HostOpt,
+    settings: ConnectionSettings,
     names: NamesArg = None,
-    port: PortOpt = None,
-    auth: AuthOpt = "negotiate",
-    username: UserOpt = None,
-    password: PasswordOpt = None,
-    no_tls: NoTlsOpt = False,
-    ca_bundle: CaOpt = None,
-    insecure: InsecureOpt = False,
-    script_timeout: TimeoutOpt = 300.0,
     as_json: JsonOpt = False,
 ) -> None:
     """List the host's VMs with what decides how each is backed up.
@@ -45,17 +24,6 @@ def inventory(
     disks (differencing chains, pass-through disks) and Hyper-V Replica role. Without NAMES,
     every VM.
     """
-    settings = build_settings(
-        host=host,
-        port=port,
-        auth=auth,
-        username=username,
-        password=password,
-        no_tls=no_tls,
-        ca_bundle=ca_bundle,
-        insecure=insecure,
-        script_timeout=script_timeout,
-    )
     print_inventory(settings, names or [], as_json=as_json)
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, get_args
 
@@ -30,6 +33,7 @@ __all__ = [
     "build_reader",
     "build_selection",
     "build_settings",
+    "with_connection",
 ]
 
 HostOpt = Annotated[
@@ -215,3 +219,40 @@ def build_reader(path_map: list[str] | None) -> LocalPathReader | None:
             fail(ConfigError(f"--path-map {pair!r}: expected HOSTPREFIX=LOCALDIR"), EXIT_USAGE)
         mapping[prefix] = Path(local)
     return LocalPathReader(mapping)
+
+
+_CONNECTION_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "host": (HostOpt, inspect.Parameter.empty),
+    "port": (PortOpt, None),
+    "auth": (AuthOpt, "negotiate"),
+    "username": (UserOpt, None),
+    "password": (PasswordOpt, None),
+    "no_tls": (NoTlsOpt, False),
+    "ca_bundle": (CaOpt, None),
+    "insecure": (InsecureOpt, False),
+    "script_timeout": (TimeoutOpt, 300.0),
+}
+
+
+def with_connection(command: Callable[..., None]) -> Callable[..., None]:
+    """Give ``command`` the connection options; it receives ``settings`` built from them.
+
+    typer reads a command's options from its signature, so the wrapper presents the
+    command's own parameters (minus ``settings``) followed by the shared connection ones.
+    """
+    signature = inspect.signature(command, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.name != "settings"]
+    shared = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=default)
+        for name, (kind, default) in _CONNECTION_OPTIONS.items()
+    ]
+
+    @functools.wraps(command)
+    def wrapper(**values: Any) -> None:
+        connection = {name: values.pop(name) for name in _CONNECTION_OPTIONS}
+        command(settings=build_settings(**connection), **values)
+
+    keyword_only = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
+    wrapper.__signature__ = signature.replace(parameters=[*keyword_only, *shared])  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in [*keyword_only, *shared]}
+    return wrapper
