@@ -31,6 +31,13 @@ ensure_tools() {
         as_root apt-get update -qq
         as_root apt-get install -y -qq qemu-utils >/dev/null
     fi
+    # smbd serves the simulator's drives as SMB shares to the SMB reader tests (Samba runs
+    # privately on a loopback port; the machine's own Samba service is not used).
+    if ! command -v smbd >/dev/null 2>&1 && [ ! -x /usr/sbin/smbd ]; then
+        as_root apt-get update -qq
+        # noninteractive: the samba package asks a debconf question (WINS from DHCP).
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq samba >/dev/null
+    fi
 }
 
 ensure_installed() {

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from hyperv_backup.simulator import Simulator
+from tests.s3_servers import MotoS3, RcloneS3
 
 
 @pytest.fixture(scope="module")
@@ -27,3 +28,18 @@ def make_simulator() -> Iterator[Callable[..., Simulator]]:
             return stack.enter_context(Simulator(scenario, **kwargs))
 
         yield start
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[MotoS3]:
+    """moto's S3 server on a loopback port, for the whole run (in memory: keep objects small)."""
+    with MotoS3() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def rclone_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RcloneS3]:
+    """``rclone serve s3`` over a temporary folder, for the whole run (ignores conditional
+    writes: the server to prove the conditional-write probe against)."""
+    with RcloneS3(tmp_path_factory.mktemp("rclone-s3")) as server:
+        yield server
