@@ -37,6 +37,7 @@ from hyperv_backup.errors import (
     ConsistencyError,
     ExportError,
     HookError,
+    HostFileNotFoundError,
     HyperVBackupError,
     InsufficientSpaceError,
     IntegrityError,
@@ -44,13 +45,16 @@ from hyperv_backup.errors import (
     PassthroughDiskError,
     ProductionCheckpointError,
     ProtocolError,
+    ReadAccessDeniedError,
     RemoteScriptError,
     ReplicationError,
     RepositoryError,
     ScriptTimeoutError,
     ShadowCopyError,
+    ShareNotFoundError,
     TargetError,
     TLSError,
+    TransferError,
     UnsupportedHostError,
     VMNotFoundError,
 )
@@ -91,7 +95,7 @@ from hyperv_backup.results import (
     VMStatus,
 )
 from hyperv_backup.sink import CaptureSink, DirectorySink
-from hyperv_backup.transfer import FileReader, LocalPathReader
+from hyperv_backup.transfer import FileReader, LocalPathReader, PSRPReader, SMBReader
 
 __version__ = "0.1.0"
 
@@ -129,6 +133,7 @@ __all__ = [
     "HookError",
     "HookOutcome",
     "Hooks",
+    "HostFileNotFoundError",
     "HostInfo",
     "HyperVBackupError",
     "HyperVHost",
@@ -139,6 +144,7 @@ __all__ = [
     "JobStatus",
     "LocalPathReader",
     "LockedError",
+    "PSRPReader",
     "PassthroughDiskError",
     "PassthroughPolicy",
     "PlannedDisk",
@@ -146,19 +152,23 @@ __all__ = [
     "ProductionCheckpointError",
     "ProgressEvent",
     "ProtocolError",
+    "ReadAccessDeniedError",
     "RemoteScriptError",
     "ReplicationError",
     "ReplicationInfo",
     "ReplicationMode",
     "RepositoryError",
     "RetryPolicy",
+    "SMBReader",
     "ScriptTimeoutError",
     "Selection",
     "ShadowCopyError",
+    "ShareNotFoundError",
     "SnapshotType",
     "TLSError",
     "TargetError",
     "Timeouts",
+    "TransferError",
     "UnsupportedHostError",
     "VMBackupResult",
     "VMInfo",

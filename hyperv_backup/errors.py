@@ -27,9 +27,14 @@ caller can catch everything with one ``except``. Below it::
     ├── ConsistencyError                  the demanded consistency level cannot be reached
     ├── PassthroughDiskError              a VM has pass-through disks and policy is fail_vm
     ├── TargetError                       the storage target failed
+    ├── TransferError                     (also OSError) a host file could not be read
+    │   ├── ShareNotFoundError            the SMB share does not exist on the host
+    │   ├── HostFileNotFoundError         (also FileNotFoundError) no such file on the host
+    │   └── ReadAccessDeniedError         (also PermissionError) the account may not read it
     └── RepositoryError                   the backup repository is unusable
         ├── IntegrityError                stored data does not match its hash
-        └── LockedError                   another process holds the repository lock
+        ├── LockedError                   another process holds the repository lock
+        └── WrongPasswordError            the password does not unlock the repository
 
 Messages say what happened, to what, and what to do next. They never contain a secret.
 """
@@ -49,6 +54,7 @@ __all__ = [
     "ConsistencyError",
     "ExportError",
     "HookError",
+    "HostFileNotFoundError",
     "HyperVBackupError",
     "InsufficientSpaceError",
     "IntegrityError",
@@ -56,15 +62,19 @@ __all__ = [
     "PassthroughDiskError",
     "ProductionCheckpointError",
     "ProtocolError",
+    "ReadAccessDeniedError",
     "RemoteScriptError",
     "ReplicationError",
     "RepositoryError",
     "ScriptTimeoutError",
     "ShadowCopyError",
+    "ShareNotFoundError",
     "TLSError",
     "TargetError",
+    "TransferError",
     "UnsupportedHostError",
     "VMNotFoundError",
+    "WrongPasswordError",
 ]
 
 
@@ -199,6 +209,26 @@ class TargetError(HyperVBackupError):
     """The storage target (local directory or S3) failed."""
 
 
+class TransferError(HyperVBackupError, OSError):
+    """A file on the host could not be read (over SMB or PowerShell Remoting).
+
+    Also an :class:`OSError`, as a reader's errors are: code that handles a local read failure
+    handles these too.
+    """
+
+
+class ShareNotFoundError(TransferError):
+    """The SMB share a host path maps to does not exist (or was removed) on the host."""
+
+
+class HostFileNotFoundError(TransferError, FileNotFoundError):
+    """The host has no file at the path that was to be read."""
+
+
+class ReadAccessDeniedError(TransferError, PermissionError):
+    """The account may not read the share or the file."""
+
+
 class RepositoryError(HyperVBackupError):
     """The backup repository is missing, malformed or unusable."""
 
@@ -209,3 +239,7 @@ class IntegrityError(RepositoryError):
 
 class LockedError(RepositoryError):
     """Another process holds the repository lock."""
+
+
+class WrongPasswordError(RepositoryError):
+    """The password given does not unlock the repository's key (the message never holds it)."""

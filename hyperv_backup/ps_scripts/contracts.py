@@ -23,6 +23,7 @@ from hyperv_backup.ps_scripts.spec import ScriptParams
 __all__ = [
     "BackupCheckpoint",
     "ExportResult",
+    "FileChunk",
     "FileRole",
     "GetBackupLeftoversParams",
     "GetHostInfoParams",
@@ -37,16 +38,20 @@ __all__ = [
     "NewBackupCheckpointParams",
     "NewPausedShadowParams",
     "NewStagingFolderParams",
+    "NewStagingShareParams",
     "PausedShadow",
+    "ReadFileChunkParams",
     "RemovalResult",
     "RemoveBackupCheckpointParams",
     "RemoveShadowParams",
     "RemoveStagingFolderParams",
+    "RemoveStagingShareParams",
     "ReplicationChange",
     "ReplicationParams",
     "ResumeVMParams",
     "ShadowCopy",
     "StagingFolder",
+    "StagingShare",
     "VMConfigExportParams",
     "VMExportParams",
     "VMFiles",
@@ -348,3 +353,58 @@ class Leftovers(_Result):
 
     checkpoints: list[LeftoverCheckpoint] = Field(default_factory=list)
     staging_folders: list[str] = Field(default_factory=list)
+
+
+# --- staging shares and reading files over PSRP ---------------------------------------------
+
+STAGING_SHARE_PATTERN = r"^hyperv-backup-[A-Za-z0-9-]{1,66}$"
+"""Staging share names: ``hyperv-backup-`` and letters, digits, '-' (80 characters at most,
+Windows' limit for a share name). The prefix is what lets cleanup tell them from user shares."""
+
+
+class NewStagingShareParams(ScriptParams):
+    """``new-staging-share``: share ``Path`` as ``Name`` for export mode where the
+    administrative shares are not allowed. Temporary (gone when the host restarts), read-only,
+    and for ``ReadAccess`` (the backup account, ``DOMAIN\\user``) only. A share of that name
+    on the same folder is taken as it is (a retry); on another folder it is an error."""
+
+    name: str = Field(alias="Name", pattern=STAGING_SHARE_PATTERN)
+    path: str = Field(alias="Path", min_length=3)
+    read_access: str = Field(alias="ReadAccess", min_length=1)
+
+
+class StagingShare(_Result):
+    """The share: its name, the folder it serves, its UNC path, and whether this call made it
+    (False: it existed already, on the same folder)."""
+
+    name: str
+    path: str
+    unc_path: str
+    created: bool
+
+
+class RemoveStagingShareParams(ScriptParams):
+    """``remove-staging-share``: ``Remove-SmbShare -Force`` (connected readers are cut off).
+    A share that does not exist is not an error (``removed=False``); a name without the
+    ``hyperv-backup-`` prefix is refused on the host too, so no user share can be removed."""
+
+    name: str = Field(alias="Name", pattern=STAGING_SHARE_PATTERN)
+
+
+class ReadFileChunkParams(ScriptParams):
+    """``read-file-chunk``: up to ``Length`` bytes of ``Path`` from ``Offset`` (the PSRP
+    fallback reader; SMB is the fast path). The file is opened for reading and shared for
+    reading and writing, so a file Hyper-V holds open can still be read."""
+
+    path: str = Field(alias="Path", min_length=3)
+    offset: float = Field(alias="Offset", ge=0, le=2**53)
+    length: int = Field(alias="Length", ge=1, le=16 * 2**20)
+
+
+class FileChunk(_Result):
+    """``data``: the bytes read, base64; ``eof``: nothing follows them (as of this read);
+    ``size``: the file's length now. Kind ``file_not_found`` when there is no such file."""
+
+    data: str
+    eof: bool
+    size: float = Field(ge=0)

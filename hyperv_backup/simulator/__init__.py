@@ -12,6 +12,12 @@ The simulator is a real WinRM / PowerShell Remoting endpoint: the unmodified pyp
 HTTPS with a freshly generated self-signed CA (``sim.ca_pem``) and Basic authentication is
 the default; NTLM is offered too.
 
+``Simulator(smb=True)`` also runs Samba on a loopback port (needs the ``samba`` package and
+root): every drive of the host is its administrative share (``D$`` → ``<host_root>/D``), and
+staging shares made by ``new-staging-share`` are served too, so that
+:class:`~hyperv_backup.transfer.smb.SMBReader` reads the emulated host as a real one
+(``sim.smb_reader()``). The SMB login is the scenario's account, as on a Windows host.
+
 The host is file-backed: its drives are folders under ``sim.host_root`` (``D:\\`` is
 ``<host_root>/D``, see ``sim.path_map()``), holding every VM's configuration, state and disk
 files, which the scripts change as Hyper-V would. ``sim.emulator`` shows the run-time state
@@ -37,6 +43,7 @@ from hyperv_backup.simulator.emulator import (
     HostEvent,
     RecordedCall,
 )
+from hyperv_backup.simulator.samba import SambaError, SambaServer
 from hyperv_backup.simulator.scenario import (
     FaultSpec,
     Scenario,
@@ -44,6 +51,7 @@ from hyperv_backup.simulator.scenario import (
     load_scenario,
 )
 from hyperv_backup.simulator.wsman import WSManServer, generate_tls_material
+from hyperv_backup.transfer.smb import SMBReader
 
 __all__ = [
     "DiskImages",
@@ -52,6 +60,8 @@ __all__ = [
     "HookRecord",
     "HostEvent",
     "RecordedCall",
+    "SambaError",
+    "SambaServer",
     "Scenario",
     "Simulator",
     "default_scenario_path",
@@ -82,6 +92,7 @@ class Simulator:
         auth: tuple[str, ...] = ("basic", "ntlm"),
         host_root: Path | None = None,
         disk_images: DiskImages = "plain",
+        smb: bool = False,
     ) -> None:
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         self.emulator = EmulatedHost(self.scenario, host_root=host_root, disk_images=disk_images)
@@ -92,6 +103,9 @@ class Simulator:
         self._workdir: Path | None = None
         self._server: WSManServer | None = None
         self.ca_pem: Path | None = None
+        self._smb = smb
+        self.samba: SambaServer | None = None
+        """The Samba server when started with ``smb=True``."""
 
     def __enter__(self) -> Simulator:
         self.start()
@@ -111,6 +125,8 @@ class Simulator:
             return
         try:
             self.emulator.start()
+            if self._smb:
+                self.samba = self._start_samba()
             self._workdir = Path(tempfile.mkdtemp(prefix="hyperv-backup-sim-"))
             tls = None
             if self._tls:
@@ -140,10 +156,27 @@ class Simulator:
         server, self._server = self._server, None
         if server is not None:
             server.stop()
+        samba, self.samba = self.samba, None
+        if samba is not None:
+            self.emulator.attach_share_server(None)
+            samba.stop()
         self.emulator.stop()
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
+
+    def _start_samba(self) -> SambaServer:
+        creds = self.scenario.credentials
+        # The Windows account ('CORP\\backup', 'backup@corp' or 'administrator') logs in as the
+        # Unix user behind the server, by its user name.
+        account = creds.username.replace("/", "\\").split("\\")[-1].split("@")[0]
+        shares = {f"{drive}$": self.host_root / drive for drive in self.emulator.state.fs.drives}
+        samba = SambaServer(
+            shares, password=creds.password, aliases=[account.casefold()], host=self._host
+        )
+        samba.start()
+        self.emulator.attach_share_server(samba)
+        return samba
 
     @property
     def server(self) -> WSManServer:
@@ -186,6 +219,38 @@ class Simulator:
     def calls(self) -> list[RecordedCall]:
         """Every script call received so far."""
         return list(self.emulator.calls)
+
+    @property
+    def smb_server(self) -> str:
+        """The address SMB clients connect to (``smb=True`` only)."""
+        return self._samba_running().host
+
+    @property
+    def smb_port(self) -> int:
+        """The TCP port Samba listens on (``smb=True`` only)."""
+        return self._samba_running().port
+
+    @property
+    def smb_username(self) -> str:
+        """The SMB login: the scenario's account, as on a Windows host."""
+        return self.scenario.credentials.username
+
+    @property
+    def smb_password(self) -> SecretStr:
+        """The SMB password: the scenario's."""
+        return SecretStr(self.scenario.credentials.password)
+
+    def smb_reader(self, **options: Any) -> SMBReader:
+        """An :class:`SMBReader` of this host (``smb=True`` only); ``options`` go to it."""
+        options.setdefault("port", self.smb_port)
+        options.setdefault("username", self.smb_username)
+        options.setdefault("password", self.smb_password)
+        return SMBReader(self.smb_server, **options)
+
+    def _samba_running(self) -> SambaServer:
+        if self.samba is None:
+            raise RuntimeError("the simulator runs no Samba server: start it with smb=True")
+        return self.samba
 
     def add_fault(self, fault: FaultSpec) -> None:
         """Inject a fault into a later call."""

@@ -28,9 +28,11 @@ from pydantic import BaseModel, ValidationError
 from hyperv_backup.models import CheckpointInfo, VMInfo
 from hyperv_backup.ps_scripts import SCRIPTS, GetVMFilesParams, ScriptParams, VMFiles, marker_of
 from hyperv_backup.simulator import scripts_checkpoints as checkpoints
+from hyperv_backup.simulator import scripts_files as files
 from hyperv_backup.simulator import scripts_inventory as inventory
 from hyperv_backup.simulator import scripts_replication as replication
 from hyperv_backup.simulator import scripts_shadow as shadow
+from hyperv_backup.simulator import scripts_smb as smb
 from hyperv_backup.simulator import scripts_storage as storage
 from hyperv_backup.simulator.hostfs import HostFS, drive_of
 from hyperv_backup.simulator.hoststate import (
@@ -44,6 +46,7 @@ from hyperv_backup.simulator.hoststate import (
 )
 from hyperv_backup.simulator.protocol import ErrorRecordSpec, ScriptInvocation, ScriptOutcome
 from hyperv_backup.simulator.scenario import FaultSpec, Scenario
+from hyperv_backup.simulator.shares import ShareRecord, ShareServer
 from hyperv_backup.simulator.vmstate import VMRuntime
 
 __all__ = [
@@ -76,6 +79,9 @@ _HANDLERS: dict[str, _Handler] = {
     "suspend-vm-replication": replication.suspend_vm_replication,
     "resume-vm-replication": replication.resume_vm_replication,
     "invoke-hook": replication.invoke_hook,
+    "new-staging-share": smb.new_staging_share,
+    "remove-staging-share": smb.remove_staging_share,
+    "read-file-chunk": files.read_file_chunk,
 }
 HANDLED_SCRIPTS = frozenset(_HANDLERS)
 """The scripts the emulated host answers."""
@@ -227,6 +233,17 @@ class EmulatedHost:
         """Staging folders created by ``new-staging-folder`` and not removed since."""
         with self.state.lock:
             return list(self.state.staging_folders)
+
+    @property
+    def smb_shares(self) -> list[ShareRecord]:
+        """Shares created by ``new-staging-share`` and not removed since."""
+        with self.state.lock:
+            return list(self.state.smb_shares.values())
+
+    def attach_share_server(self, server: ShareServer | None) -> None:
+        """Serve the shares the scripts create through ``server`` (the simulator's Samba)."""
+        with self.state.lock:
+            self.state.share_server = server
 
     def vm_runtime(self, name: str) -> VMRuntime:
         """The live run-time state of a VM (read it; change it only through scripts)."""

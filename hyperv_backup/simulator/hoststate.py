@@ -24,6 +24,7 @@ from hyperv_backup.errors import ConfigError
 from hyperv_backup.simulator.hostfs import HostFS, HostPathError, drive_of
 from hyperv_backup.simulator.protocol import DropConnection
 from hyperv_backup.simulator.scenario import FaultSpec, Scenario
+from hyperv_backup.simulator.shares import ShareRecord, ShareServer
 from hyperv_backup.simulator.vmstate import VMRuntime
 
 __all__ = [
@@ -144,6 +145,10 @@ class HostState:
         self.hooks: list[HookRecord] = []
         self.shadows: dict[uuid.UUID, ShadowRecord] = {}
         self.staging_folders: list[str] = []
+        self.smb_shares: dict[str, ShareRecord] = {}
+        """Shares made by ``new-staging-share``, by case-folded name."""
+        self.share_server: ShareServer | None = None
+        """Serves those shares over SMB when the simulator runs Samba."""
         self._shadow_count = 0
         self._closing = threading.Event()
         self._busy = threading.Condition()
