@@ -235,3 +235,27 @@ def test_backup_help_teaches_exit_codes_and_options() -> None:
         "--path-map",
     ):
         assert option in backup_help.stdout
+
+
+def test_backup_reads_over_smb_by_default(make_simulator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    sim = make_simulator({"vms": [{"name": "web"}, {"name": "db"}]}, smb=True)
+    result = CliRunner().invoke(
+        app,
+        [
+            "backup",
+            "--all",
+            "--to",
+            str(tmp_path / "b"),
+            "--state-dir",
+            str(tmp_path / "s"),
+            "--smb-port",
+            str(sim.smb_port),
+            *_connect_args(sim),
+            "--json",
+        ],
+        env=_env(sim),
+    )
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert {vm["status"] for vm in document["vms"]} == {"success"}
+    assert all(vm["bytes"] > 0 for vm in document["vms"])

@@ -23,6 +23,9 @@ from hyperv_backup.cli.options import (
     ParallelOpt,
     PassthroughOpt,
     PathMapOpt,
+    SmbPlainOpt,
+    SmbPortOpt,
+    SmbShareOpt,
     StagingOpt,
     StateOpt,
     SuspendOpt,
@@ -74,7 +77,7 @@ def plan(
         retry_attempts=6,
     )
     selection = build_selection(names, all_vms, exclude)
-    job = BackupJob(settings, policy, reader=build_reader(path_map))
+    job = BackupJob(settings, policy, reader=build_reader(settings, path_map=path_map))
     try:
         the_plan = job.plan(selection)
     except ConfigError as error:
@@ -98,6 +101,9 @@ def backup(
     exclude: ExcludeOpt = None,
     to: ToOpt = None,
     path_map: PathMapOpt = None,
+    smb_port: SmbPortOpt = 445,
+    smb_share: SmbShareOpt = None,
+    smb_no_encryption: SmbPlainOpt = False,
     consistency: ConsistencyOpt = ConsistencyPolicy.APP_PREFERRED,
     capture: CaptureOpt = CaptureMode.AUTO,
     passthrough: PassthroughOpt = PassthroughPolicy.SKIP_DISK,
@@ -134,7 +140,13 @@ def backup(
         after_vm=after_vm,
     )
     selection = build_selection(names, all_vms, exclude)
-    reader = build_reader(path_map)
+    reader = build_reader(
+        settings,
+        path_map=path_map,
+        smb_port=smb_port,
+        smb_shares=smb_share,
+        smb_encrypt=not smb_no_encryption,
+    )
     if dry_run:
         plan(
             settings,
@@ -151,14 +163,6 @@ def backup(
         return
     if to is None:
         fail(ConfigError("Where should the backup go? Give --to FOLDER."), EXIT_USAGE)
-    if reader is None:
-        fail(
-            ConfigError(
-                "hyperv-backup must read the host's files: give --path-map "
-                "HOSTPREFIX=LOCALDIR for each volume (e.g. 'D:\\=/mnt/hv01-d')."
-            ),
-            EXIT_USAGE,
-        )
     show_progress = not as_json and err().is_terminal
     job = BackupJob(
         settings,

@@ -26,7 +26,7 @@ from hyperv_backup.policy import (
     Selection,
 )
 from hyperv_backup.results import EXIT_USAGE
-from hyperv_backup.transfer import LocalPathReader
+from hyperv_backup.transfer import FileReader, LocalPathReader, SMBReader
 
 __all__ = [
     "build_policy",
@@ -208,17 +208,59 @@ def build_policy(
         fail(ConfigError(f"Invalid policy: {_problems(error)}"), EXIT_USAGE)
 
 
-def build_reader(path_map: list[str] | None) -> LocalPathReader | None:
-    """A reader from ``HOSTPREFIX=LOCALDIR`` pairs, or None when none are given."""
-    if not path_map:
-        return None
-    mapping: dict[str, Path] = {}
-    for pair in path_map:
-        prefix, sep, local = pair.partition("=")
-        if not sep or not prefix or not local:
-            fail(ConfigError(f"--path-map {pair!r}: expected HOSTPREFIX=LOCALDIR"), EXIT_USAGE)
-        mapping[prefix] = Path(local)
-    return LocalPathReader(mapping)
+SmbPortOpt = Annotated[int, typer.Option(help="SMB port of the host (disk data is read over SMB).")]
+SmbShareOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--smb-share",
+        help="HOSTPREFIX=SHARE: read files under a host folder through this share instead of "
+        "the administrative shares (e.g. 'D:\\Hyper-V=HyperV'). Repeatable.",
+    ),
+]
+SmbPlainOpt = Annotated[
+    bool, typer.Option("--smb-no-encryption", help="Do not encrypt SMB traffic (SMB 3 encrypts).")
+]
+
+
+def build_reader(
+    settings: ConnectionSettings,
+    *,
+    path_map: list[str] | None,
+    smb_port: int = 445,
+    smb_shares: list[str] | None = None,
+    smb_encrypt: bool = True,
+) -> FileReader:
+    """How host files are read: local mounts (``--path-map``) or SMB (the default)."""
+    if path_map:
+        pairs = _pairs(path_map, "--path-map", "HOSTPREFIX=LOCALDIR")
+        return LocalPathReader({prefix: Path(local) for prefix, local in pairs.items()})
+    if not settings.username or settings.password is None:
+        fail(
+            ConfigError(
+                "Disk data is read over SMB with the connection's user and password; give "
+                "--username and a password, or --path-map for local mounts."
+            ),
+            EXIT_USAGE,
+        )
+    shares = _pairs(smb_shares, "--smb-share", "HOSTPREFIX=SHARE") if smb_shares else None
+    return SMBReader(
+        settings.host,
+        port=smb_port,
+        username=settings.username,
+        password=settings.password,
+        shares=shares,
+        encrypt=smb_encrypt,
+    )
+
+
+def _pairs(values: list[str], option: str, shape: str) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for pair in values:
+        prefix, sep, target = pair.partition("=")
+        if not sep or not prefix or not target:
+            fail(ConfigError(f"{option} {pair!r}: expected {shape}"), EXIT_USAGE)
+        mapping[prefix] = target
+    return mapping
 
 
 _CONNECTION_OPTIONS: dict[str, tuple[Any, Any]] = {
