@@ -1,0 +1,55 @@
+"""The backup repository: content-addressed, deduplicating, optionally encrypted.
+
+VM files are cut into content-defined chunks (FastCDC, 512 KiB average), named by keyed
+BLAKE3, compressed with zstd, optionally encrypted with AES-256-GCM, and stored in packs of
+~16 MiB on a :class:`~hyperv_backup.targets.Target`. One snapshot manifest per VM backup is
+written last. :class:`Repository` is also a capture sink for :class:`~hyperv_backup.BackupJob`.
+
+>>> from hyperv_backup.repository import Repository, RetentionPolicy
+>>> from hyperv_backup.targets import LocalTarget
+>>> repo = Repository.init(LocalTarget("/backups/repo"), password="…")     # doctest: +SKIP
+>>> repo.check(read_data=True).ok                                            # doctest: +SKIP
+>>> repo.forget(RetentionPolicy(keep_daily=7, keep_weekly=4), dry_run=False) # doctest: +SKIP
+>>> repo.prune(dry_run=False)                                                # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from hyperv_backup.repository.check import AffectedFile, CheckProblem, CheckReport
+from hyperv_backup.repository.config import RepositoryConfig
+from hyperv_backup.repository.lock import LockInfo
+from hyperv_backup.repository.prune import PruneReport
+from hyperv_backup.repository.repair import IndexRepairReport
+from hyperv_backup.repository.repository import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_PACK_MEMORY,
+    DEFAULT_PACK_SIZE,
+    Repository,
+)
+from hyperv_backup.repository.restore import RestoreReport, vm_folder_name
+from hyperv_backup.repository.retention import ForgetReport, RetentionDecision, RetentionPolicy
+from hyperv_backup.repository.snapshot import Snapshot, SnapshotFile, SnapshotStats
+from hyperv_backup.repository.writer import SnapshotWriter
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_PACK_MEMORY",
+    "DEFAULT_PACK_SIZE",
+    "AffectedFile",
+    "CheckProblem",
+    "CheckReport",
+    "ForgetReport",
+    "IndexRepairReport",
+    "LockInfo",
+    "PruneReport",
+    "Repository",
+    "RepositoryConfig",
+    "RestoreReport",
+    "RetentionDecision",
+    "RetentionPolicy",
+    "Snapshot",
+    "SnapshotFile",
+    "SnapshotStats",
+    "SnapshotWriter",
+    "vm_folder_name",
+]

@@ -1,0 +1,115 @@
+"""Content-defined chunking of VM files (FastCDC 2020, ``pyfastcdc``), streamed.
+
+Cut points depend on content, not offsets, so an insert shifts only the chunks around it
+and the rest of a disk deduplicates against yesterday's backup.
+
+Choice and figures (``bench/chunking.py 512``; 2 cores, one used; Python 3.11)
+---------------------------------------------------------------------------------
+Throughput of the cut-point search alone, 64 MiB of each kind, 512 KiB average:
+
+========  ==================  =================  =============  ==================
+data      pyfastcdc 0.3.1     fastcdc 1.7.0      keyed BLAKE3   zstd-3 (ratio)
+========  ==================  =================  =============  ==================
+zeros     1,660 MiB/s         1,850 MiB/s        5,800 MiB/s    5,650 MiB/s (0.00)
+text      2,840 MiB/s         2,230 MiB/s        4,470 MiB/s    900 MiB/s (0.68)
+random    2,960 MiB/s         2,300 MiB/s        4,410 MiB/s    4,560 MiB/s (1.00)
+========  ==================  =================  =============  ==================
+
+Both are far faster than anything downstream (zstd on compressible data, the network).
+``pyfastcdc`` is picked: it chunks a stream (``cut_stream`` with ``readinto``, a buffer of
+twice the maximum chunk), so a disk is never read whole into memory — ``fastcdc`` wants one
+buffer or a file path (mmap) — and it ships type stubs.
+
+Dedup on a 512 MiB VM-like image (extents of 64 KiB-8 MiB: 35 % zeros, 35 % text-like, 30 %
+random) and its "next day" (2 % of its 64 KiB blocks rewritten at random + 4 MiB inserted at an
+unaligned offset; 14.2 MiB changed). "new" is what the next day stores:
+
+=========  ======  ===========  ========  ===========  ===========
+average    chunks  mean (KiB)   new MiB   new/changed  chunks/TiB
+=========  ======  ===========  ========  ===========  ===========
+128 KiB    2,557   207          76.7      5.4          5.2 M
+256 KiB    1,266   417          121.5     8.6          2.6 M
+512 KiB    624     847          193.1     13.6         1.3 M
+1 MiB      305     1,732        280.0     19.7         0.6 M
+=========  ======  ===========  ========  ===========  ===========
+
+Chunk + hash speed does not depend on the average between 256 KiB and 1 MiB (the cut-point
+search skips the minimum size; run-to-run noise is larger than the differences), so the
+choice is dedup against memory and per-chunk cost. The default is **512 KiB average (min
+128 KiB, max 2 MiB)**; ``pyfastcdc``'s real mean is about average + minimum: 636 KiB on
+random data, more with zero runs (they become 2 MiB chunks). In this test the next day stores
+38 % of the image at 512 KiB against 24 % at 256 KiB — scattered 64 KiB writes are the worst
+case, each dirtying a whole chunk; real guest writes cluster more. 512 KiB is chosen because
+the dedup index is held in memory: 1.3 M entries per TiB of unique data (~65-90 MiB in
+:class:`~hyperv_backup.repository.chunk_table.ChunkTable`) against 2.6 M at 256 KiB, which
+would break the 256 MiB memory budget for a repository of a single 1 TiB VM; it also halves
+per-blob overhead and restore requests. A repository whose VMs churn in small scattered
+writes can be made with ``chunk_size=256 * 1024``; the size is fixed for the repository's
+life (it decides dedup).
+
+End to end (``bench/repository.py 1024``: 1 GiB image on a local target, default sizes, two
+runs): backup 370-455 MiB/s unencrypted, 300-400 MiB/s encrypted; the next day's backup
+530-670 MiB/s (unchanged chunks are only hashed); restore 300-700 MiB/s; the image stores in
+535 MiB and its next day adds 145 MiB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from typing import BinaryIO
+
+from pyfastcdc import FastCDC
+
+from hyperv_backup.repository.config import ChunkerParams
+
+__all__ = ["Chunker", "DigestingReader"]
+
+
+class DigestingReader:
+    """Wraps a stream: SHA-256, size and progress of everything read through it."""
+
+    def __init__(self, stream: BinaryIO, progress: Callable[[int], None] | None = None) -> None:
+        self._stream = stream
+        self._readinto = getattr(stream, "readinto", None)
+        self._progress = progress
+        self._sha256 = hashlib.sha256()
+        self.size = 0
+
+    def readinto(self, buffer: memoryview) -> int:
+        """Fill ``buffer`` from the stream (0 at its end)."""
+        if self._readinto is not None:
+            count = self._readinto(buffer) or 0
+        else:
+            data = self._stream.read(len(buffer))
+            count = len(data)
+            buffer[:count] = data
+        if count:
+            self._sha256.update(buffer[:count])
+            self.size += count
+            if self._progress is not None:
+                self._progress(count)
+        return count
+
+    def hexdigest(self) -> str:
+        """SHA-256 of what was read so far."""
+        return self._sha256.hexdigest()
+
+
+class Chunker:
+    """Cuts streams into content-defined chunks with the repository's parameters."""
+
+    def __init__(self, params: ChunkerParams) -> None:
+        self.params = params
+
+    def chunks(self, stream: DigestingReader) -> Iterator[memoryview]:
+        """The chunks of ``stream``; each view is valid only until the next one is produced."""
+        # A FastCDC object is not safe to share between threads: one per stream.
+        cdc = FastCDC(
+            self.params.avg_size,
+            min_size=self.params.min_size,
+            max_size=self.params.max_size,
+            normalized_chunking=self.params.normalization,  # type: ignore[arg-type]
+        )
+        for chunk in cdc.cut_stream(stream):
+            yield chunk.data
