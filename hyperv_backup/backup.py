@@ -12,11 +12,13 @@ The life of one VM (see :mod:`hyperv_backup.consistency` for the choice of metho
    "conflicting operation" retried), or pause + host VSS shadow copies.
 3. Capture: *in place* — export only the configuration as of the checkpoint and read the
    disks where they lie (they are frozen below the checkpoint); *export* — ``Export-VM`` into
-   a staging folder; shadow copies are always read in place.
+   a staging folder; shadow copies are always read in place (through a share of each shadow
+   copy when the reader reads over SMB, which cannot follow the host's links to them).
 4. Store every file in the sink, hashing as it streams; a file whose size changed while it was
    read was not frozen, and fails the VM.
-5. Undo everything (checkpoint removed and merge awaited, staging deleted, shadows deleted,
-   replication resumed) — also on failure; after-VM hooks always run.
+5. Undo everything (checkpoint removed and merge awaited, staging deleted, shares of shadow
+   copies and the shadows deleted, replication resumed) — also on failure; after-VM hooks
+   always run.
 
 VMs run in parallel (``policy.parallel_vms``, one PSRP session each); one VM's failure never
 stops the others. Every resource is journalled on the management box; the next run, or
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import ntpath
+import re
 import secrets
 import threading
 import time
@@ -69,6 +72,7 @@ from hyperv_backup.ps_scripts import (
     VMConfigExportParams,
     VMExportParams,
 )
+from hyperv_backup.ps_scripts.contracts import STAGING_SHARE_PATTERN
 from hyperv_backup.remote.classify import BUSY_REPLICATION_STATES, reclassify_for_replication
 from hyperv_backup.resources import HostResources
 from hyperv_backup.results import (
@@ -80,7 +84,7 @@ from hyperv_backup.results import (
 )
 from hyperv_backup.retry import RetryLog, conflicting_operation
 from hyperv_backup.sink import CaptureSink, VMCapture
-from hyperv_backup.transfer import FileReader
+from hyperv_backup.transfer import FileReader, ShareMappingReader
 
 __all__ = ["BackupJob", "ProgressEvent", "new_job_id"]
 
@@ -126,7 +130,13 @@ def _now() -> datetime:
 
 
 class BackupJob:
-    """Backs up VMs of one host into a sink, reading the host's files with a reader."""
+    """Backs up VMs of one host into a sink, reading the host's files with a reader.
+
+    ``share_account``: the account (``DOMAIN\\user``) given read access to the temporary
+    shares through which a share-mapping reader (:class:`~hyperv_backup.transfer.SMBReader`)
+    reads shadow copies; by default the account the job connects as (``settings.username``).
+    Set it when the reader logs in to SMB as another account.
+    """
 
     def __init__(
         self,
@@ -137,11 +147,13 @@ class BackupJob:
         reader: FileReader | None = None,
         state_dir: Path | None = None,
         progress: ProgressCallback | None = None,
+        share_account: str | None = None,
     ) -> None:
         self.settings = settings
         self.policy = policy or BackupPolicy()
         self.sink = sink
         self.reader = reader
+        self.share_account = share_account
         self.state_dir = state_dir or default_state_dir()
         self.journal = Journal(self.state_dir, settings.host)
         self._progress = progress
@@ -452,6 +464,11 @@ class BackupJob:
         method: CaptureMethod,
         result: VMBackupResult,
     ) -> list[_ToRead]:
+        # An SMB client cannot follow the links to the shadow copies (it resolves links on its
+        # own side, and the host's GLOBALROOT devices are out of its reach): for a reader that
+        # maps shares, each shadow copy is shared itself, readable by this account.
+        share_reader = self.reader if isinstance(self.reader, ShareMappingReader) else None
+        share_account = self._share_account() if share_reader is not None else ""
         # The list is taken before the shadow: it names what the shadow must contain.
         listing = host.runner.run(SCRIPTS["get-vm-files"], GetVMFilesParams(vm_name=vm.name))
         volumes = sorted({_volume_of(f.path) for f in listing.files})
@@ -462,6 +479,19 @@ class BackupJob:
         )
         if method == CaptureMethod.PAUSE_AND_VSS:
             result.pause_seconds = shadows.pause_seconds
+        if share_reader is not None:
+            # The reader reads each link's path through its shadow copy's share; the stack
+            # removes the shares before the shadow copies.
+            for shadow in shadows.shadows:
+                stack.enter_context(
+                    resources.shadow_share(
+                        vm,
+                        shadow,
+                        read_access=share_account,
+                        reader=share_reader,
+                        warnings=result.warnings,
+                    )
+                )
         links = {s.volume.casefold(): s.link_path for s in shadows.shadows}
         active = {p.casefold() for p in listing.active_disks}
         files: list[_ToRead] = []
@@ -474,6 +504,19 @@ class BackupJob:
             read_path = ntpath.join(links[volume.casefold()], f.path[len(volume) :])
             files.append(_ToRead(f, read_path, check_size=f.path.casefold() not in active))
         return files
+
+    def _share_account(self) -> str:
+        """Who may read the shares of shadow copies: the account the reader logs in as."""
+        account = (
+            self.share_account or self.settings.username or getattr(self.reader, "username", None)
+        )
+        if not account:
+            raise ConfigError(
+                "Reading a shadow copy through the reader needs a share for it, readable by "
+                "the reader's account, and no account is known (Kerberos without a user "
+                "name). Give BackupJob share_account='DOMAIN\\user'."
+            )
+        return str(account)
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -557,6 +600,17 @@ class BackupJob:
             prefix=self.policy.name_prefix, staging_roots=[self.policy.staging_root]
         )
         leftovers = host.runner.run(SCRIPTS["get-backup-leftovers"], params)
+        # Shares first: one may serve a staging folder, or a shadow copy.
+        for share in leftovers.staging_shares:
+            if not re.fullmatch(STAGING_SHARE_PATTERN, share):
+                # <prefix>-* but not a name hyperv-backup makes: someone else's; left alone.
+                logger.info("cleanup: share %r is not a staging share; left alone", share)
+                continue
+            try:
+                resources._remove_share(share)
+                report.undone.append(f"removed leftover share {share}")
+            except HyperVBackupError as err:
+                report.errors.append(f"share {share}: {err}")
         for checkpoint in leftovers.checkpoints:
             try:
                 resources._remove_checkpoint(checkpoint.vm_name, str(checkpoint.id))

@@ -1,9 +1,10 @@
 """The management box's record of what a job holds on a host, so nothing is left behind.
 
 Before a host-side resource is created (backup checkpoint, staging folder, shadow copy,
-paused VM, suspended replication) an ``acquire`` line is appended and synced; once it is
-undone, a ``release`` line. Whatever is acquired and not released belongs to a run that died
-— the next run (or ``hyperv-backup cleanup``) undoes it. One JSON-lines file per host.
+share of a shadow copy, paused VM, suspended replication) an ``acquire`` line is appended and
+synced; once it is undone, a ``release`` line. Whatever is acquired and not released belongs
+to a run that died — the next run (or ``hyperv-backup cleanup``) undoes it. One JSON-lines
+file per host.
 
 A per-host lock file keeps two jobs on one management box from cleaning up each other.
 """
@@ -34,11 +35,15 @@ __all__ = ["HostLock", "Journal", "JournalEntry", "ResourceKind", "default_state
 
 logger = logging.getLogger(__name__)
 
-ResourceKind = Literal["paused_vm", "shadow", "checkpoint", "staging", "replication_suspended"]
+ResourceKind = Literal[
+    "paused_vm", "share", "shadow", "checkpoint", "staging", "replication_suspended"
+]
 
-# The order in which a dead run's resources are undone: a paused VM is resumed first.
+# The order in which a dead run's resources are undone: a paused VM is resumed first; a
+# share that exposes a shadow copy goes before the shadow copy.
 UNDO_ORDER: tuple[ResourceKind, ...] = (
     "paused_vm",
+    "share",
     "shadow",
     "checkpoint",
     "staging",

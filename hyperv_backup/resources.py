@@ -1,14 +1,16 @@
 """Host-side resources as context managers, each recorded in the journal while it exists.
 
 Every resource a backup creates on the host — a backup checkpoint, a staging folder, VSS
-shadow copies (and the pause around them), suspended replication — is owned by a context
-manager here. Its exit undoes it (awaiting a checkpoint's merge); a failure to undo is
-recorded as a warning and the journal entry stays pending, so the next run retries it.
+shadow copies (and the pause around them), the shares that expose shadow copies to an SMB
+reader, suspended replication — is owned by a context manager here. Its exit undoes it
+(awaiting a checkpoint's merge); a failure to undo is recorded as a warning and the journal
+entry stays pending, so the next run retries it.
 :meth:`HostResources.undo` is the same undo, driven by a dead run's journal entry.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,18 +28,24 @@ from hyperv_backup.ps_scripts import (
     NewBackupCheckpointParams,
     NewPausedShadowParams,
     NewStagingFolderParams,
+    NewStagingShareParams,
     PausedShadow,
+    RemovalResult,
     RemoveBackupCheckpointParams,
     RemoveShadowParams,
     RemoveStagingFolderParams,
+    RemoveStagingShareParams,
     ReplicationChange,
     ReplicationParams,
     ResumeVMParams,
+    ShadowCopy,
     StagingFolder,
+    StagingShare,
 )
 from hyperv_backup.retry import RetryLog, conflicting_operation
+from hyperv_backup.transfer import ShareMappingReader
 
-__all__ = ["HostResources", "checkpoint_name", "staging_folder_name"]
+__all__ = ["HostResources", "checkpoint_name", "shadow_share_name", "staging_folder_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +60,21 @@ def checkpoint_name(prefix: str, job_id: str) -> str:
 def staging_folder_name(prefix: str, job_id: str) -> str:
     """The folder under the staging root that holds a job's per-VM folders."""
     return f"{prefix}-{job_id}"
+
+
+_MAX_SHARE_NAME = 80  # Windows' limit
+
+
+def shadow_share_name(prefix: str, job_id: str, vm_id: str, volume: str) -> str:
+    """The share that exposes a VM's shadow copy of ``volume`` for one job:
+    ``<prefix>-<job id>-<first 8 of the VM id>-<drive letter>``. A job id too long for a share
+    name (80 characters) is replaced by a digest of it."""
+    letter = volume.strip()[:1].upper()
+    name = f"{prefix}-{job_id}-{vm_id[:8]}-{letter}"
+    if len(name) > _MAX_SHARE_NAME:
+        digest = hashlib.sha256(job_id.encode()).hexdigest()[:16]
+        name = f"{prefix}-{digest}-{vm_id[:8]}-{letter}"
+    return name
 
 
 class HostResources:
@@ -221,6 +244,59 @@ class HostResources:
                 ),
             )
 
+    @contextmanager
+    def shadow_share(
+        self,
+        vm: VMInfo,
+        shadow: ShadowCopy,
+        *,
+        read_access: str,
+        reader: ShareMappingReader,
+        warnings: list[str],
+    ) -> Iterator[StagingShare]:
+        """Share ``shadow``'s device read-only to ``read_access`` and have ``reader`` read the
+        shadow's link path (``<staging>\\vss\\D``) through that share; unmap it and remove
+        the share on exit — before the shadow copy goes.
+
+        An SMB client cannot follow the link to the shadow copy (it resolves links on its own
+        side, and the host's ``GLOBALROOT`` device is out of its reach), but the host can
+        share the shadow device itself.
+        """
+        name = shadow_share_name(self.policy.name_prefix, self.job_id, str(vm.id), shadow.volume)
+        device = shadow.device_object.rstrip("\\") + "\\"  # the root of the shadow volume
+        entry = self.journal.acquire(
+            self.job_id,
+            "share",
+            vm_name=vm.name,
+            vm_id=str(vm.id),
+            name=name,
+            path=device,
+            link_path=shadow.link_path,
+        )
+        params = NewStagingShareParams(name=name, path=device, read_access=read_access)
+        what = f"removing share {name} of the shadow copy of {shadow.volume} ({vm.name!r})"
+        try:
+            share: StagingShare = self.host.runner.run(SCRIPTS["new-staging-share"], params)
+        except BaseException:
+            # The share may exist anyway (made before a dropped connection): remove it by
+            # name, which is harmless when it does not.
+            self._undo_guarded(entry, warnings, what, lambda: self._remove_share(name))
+            raise
+        logger.info("%s: shadow copy of %s shared as %s", vm.name, shadow.volume, share.name)
+        try:
+            reader.map_share(shadow.link_path, share.name)
+            yield share
+        finally:
+            reader.unmap_share(shadow.link_path)
+            self._undo_guarded(entry, warnings, what, lambda: self._remove_share(name))
+
+    def _remove_share(self, name: str) -> bool:
+        """Remove a ``hyperv-backup-*`` share; False when it was already gone."""
+        result: RemovalResult = self.host.runner.run(
+            SCRIPTS["remove-staging-share"], RemoveStagingShareParams(name=name)
+        )
+        return result.removed
+
     def _remove_shadows(self, shadows: list[dict[str, str]]) -> None:
         for shadow in shadows:
             self.host.runner.run(
@@ -283,7 +359,7 @@ class HostResources:
     # --- undo ------------------------------------------------------------------------------
 
     def _undo_guarded(
-        self, entry: str, warnings: list[str], what: str, undo: Callable[[], None]
+        self, entry: str, warnings: list[str], what: str, undo: Callable[[], object]
     ) -> None:
         try:
             undo()
@@ -308,6 +384,11 @@ class HostResources:
             if entry.kind == "paused_vm":
                 self._resume_vm(vm)
                 done = f"resumed VM {vm!r} (paused by job {entry.job_id})"
+            elif entry.kind == "share":
+                name = str(entry.data.get("name", ""))
+                removed = self._remove_share(name)
+                state = "removed" if removed else "found already gone"
+                done = f"{state} share {name} of {vm!r} (job {entry.job_id})"
             elif entry.kind == "shadow":
                 self._remove_shadows(list(entry.data.get("shadows", [])))
                 done = f"removed shadow copies of {vm!r} (job {entry.job_id})"

@@ -87,23 +87,34 @@ def test_wrong_password_exits_1_without_echoing_it(simulator: Simulator) -> None
     assert "nope-123" not in result.output + result.stderr
 
 
-def test_demo_backs_up_every_vm_of_the_simulator_and_verifies(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "hyperv_backup", "demo", "--json", "--output", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
-    assert result["status"] == "success"
-    names = {vm["vm_name"]: vm for vm in result["vms"]}
+def test_demo_backs_up_verifies_and_restores_and_dedups_on_a_second_run(tmp_path: Path) -> None:
+    def run_demo() -> dict:  # type: ignore[type-arg]
+        done = subprocess.run(
+            [sys.executable, "-m", "hyperv_backup", "demo", "--json", "--output", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+    first = run_demo()
+    assert first["job"]["status"] == "success"
+    names = {vm["vm_name"]: vm for vm in first["job"]["vms"]}
     assert ODD_NAME in names
     assert names["web01"]["achieved"] == "application"
+    assert names["erp-replica"]["achieved"] == "crash"
     assert names["fileserver"]["excluded"]
-    for vm in result["vms"]:
-        assert (Path(vm["location"]) / "backup.json").exists()
+    assert first["check"]["ok"]
+    restored = Path(first["restored"])
+    assert (restored / "Virtual Hard Disks").is_dir()
+    stored = sum(f.stat().st_size for f in (tmp_path / "repository").rglob("*") if f.is_file())
+
+    second = run_demo()
+    assert second["job"]["status"] == "success"
+    grown = sum(f.stat().st_size for f in (tmp_path / "repository").rglob("*") if f.is_file())
+    assert grown - stored < stored / 2  # the second night mostly deduplicates
 
 
 @pytest.mark.parametrize("tls_args", [[], ["--no-tls"]], ids=["https-basic", "http-ntlm"])
@@ -259,3 +270,62 @@ def test_backup_reads_over_smb_by_default(make_simulator, tmp_path: Path) -> Non
     document = json.loads(result.stdout)
     assert {vm["status"] for vm in document["vms"]} == {"success"}
     assert all(vm["bytes"] > 0 for vm in document["vms"])
+
+
+def test_repository_commands_init_backup_snapshots_check_restore_forget(
+    make_simulator,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    sim = make_simulator({"vms": [{"name": "web"}, {"name": "db", "state": "Off"}]}, smb=True)
+    repo = str(tmp_path / "repo")
+    env = {**_env(sim), "HYPERV_BACKUP_REPO_PASSWORD": "correct horse", "COLUMNS": "200"}
+    runner = CliRunner()
+    assert runner.invoke(app, ["init", "--repo", repo], env=env).exit_code == 0
+    no_password = runner.invoke(app, ["init", "--repo", str(tmp_path / "other")], env=_env(sim))
+    assert no_password.exit_code == 2
+    assert "--no-encryption" in no_password.stderr
+    for _ in range(2):
+        backup = runner.invoke(
+            app,
+            [
+                "backup",
+                "--all",
+                "--repo",
+                repo,
+                "--state-dir",
+                str(tmp_path / "s"),
+                "--smb-port",
+                str(sim.smb_port),
+                *_connect_args(sim),
+            ],
+            env=env,
+        )
+        assert backup.exit_code == 0, backup.output
+    listed = runner.invoke(app, ["snapshots", "--repo", repo, "--vm", "web", "--json"], env=env)
+    assert listed.exit_code == 0, listed.output
+    web_backups = json.loads(listed.stdout)
+    assert len(web_backups) == 2
+    checked = runner.invoke(app, ["check", "--repo", repo, "--read-data"], env=env)
+    assert checked.exit_code == 0, checked.output
+    assert "no errors" in checked.stdout
+    restored = runner.invoke(
+        app,
+        ["restore", web_backups[0]["id"][:8], "--repo", repo, "--to", str(tmp_path / "r")],
+        env=env,
+    )
+    assert restored.exit_code == 0, restored.output
+    assert list((tmp_path / "r").rglob("*.vhdx"))
+    wrong = runner.invoke(
+        app, ["check", "--repo", repo], env={**env, "HYPERV_BACKUP_REPO_PASSWORD": "nope"}
+    )
+    assert wrong.exit_code == 1
+    assert "nope" not in wrong.stderr
+    dry = runner.invoke(app, ["forget", "--repo", repo, "--keep-last", "1", "--dry-run"], env=env)
+    assert dry.exit_code == 0, dry.output
+    assert "2 would remove" in dry.stdout
+    gone = runner.invoke(app, ["forget", "--repo", repo, "--keep-last", "1", "--prune"], env=env)
+    assert gone.exit_code == 0, gone.output
+    remaining = json.loads(
+        runner.invoke(app, ["snapshots", "--repo", repo, "--json"], env=env).stdout
+    )
+    assert sorted(s["vm"]["name"] for s in remaining) == ["db", "web"]

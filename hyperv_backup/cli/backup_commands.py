@@ -33,12 +33,18 @@ from hyperv_backup.cli.options import (
     build_reader,
     build_selection,
 )
+from hyperv_backup.cli.repository_options import (
+    PasswordFileOpt,
+    RepositoryOptions,
+    S3EndpointOpt,
+    open_repository,
+)
 from hyperv_backup.config import ConnectionSettings
 from hyperv_backup.errors import ConfigError, HyperVBackupError
 from hyperv_backup.policy import CaptureMode, ConsistencyPolicy, PassthroughPolicy
 from hyperv_backup.render import format_bytes, job_table, plan_table
 from hyperv_backup.results import EXIT_USAGE, JobResult
-from hyperv_backup.sink import DirectorySink
+from hyperv_backup.sink import CaptureSink, DirectorySink
 
 __all__ = ["backup", "cleanup", "plan"]
 
@@ -100,6 +106,16 @@ def backup(
     all_vms: AllOpt = False,
     exclude: ExcludeOpt = None,
     to: ToOpt = None,
+    repo: Annotated[
+        str | None,
+        typer.Option(
+            "--repo",
+            help="Store into this repository (folder or s3://BUCKET/PREFIX) instead of --to.",
+            envvar="HYPERV_BACKUP_REPO",
+        ),
+    ] = None,
+    password_file: PasswordFileOpt = None,
+    s3_endpoint: S3EndpointOpt = None,
     path_map: PathMapOpt = None,
     smb_port: SmbPortOpt = 445,
     smb_share: SmbShareOpt = None,
@@ -161,18 +177,42 @@ def backup(
             as_json=as_json,
         )
         return
-    if to is None:
-        fail(ConfigError("Where should the backup go? Give --to FOLDER."), EXIT_USAGE)
+    if (to is None) == (repo is None):
+        fail(
+            ConfigError("Where should the backup go? Give --repo REPOSITORY or --to FOLDER."),
+            EXIT_USAGE,
+        )
     show_progress = not as_json and err().is_terminal
+    sink: CaptureSink
+    repository = None
+    if repo is not None:
+        repository = open_repository(
+            RepositoryOptions(repo, s3_endpoint=s3_endpoint, password_file=password_file)
+        )
+        sink = repository
+    else:
+        assert to is not None
+        sink = DirectorySink(to)
     job = BackupJob(
         settings,
         policy,
-        sink=DirectorySink(to),
+        sink=sink,
         reader=reader,
         state_dir=state_dir,
         progress=_print_progress if show_progress else None,
     )
-    result = job.run(selection)
+    try:
+        if repository is not None:
+            # A forget/prune started meanwhile must not delete what this job still needs.
+            with repository.shared_lock(f"backup of {settings.host}"):
+                result = job.run(selection)
+        else:
+            result = job.run(selection)
+    except HyperVBackupError as error:
+        fail(error)
+    finally:
+        if repository is not None:
+            repository.close()
     if as_json:
         print(result.model_dump_json(indent=2))
     else:

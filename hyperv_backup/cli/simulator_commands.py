@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
+import json
 import signal
 import threading
 import time
@@ -17,14 +17,15 @@ from hyperv_backup.cli.backup_commands import report_job
 from hyperv_backup.cli.console import err, fail, out
 from hyperv_backup.cli.host_commands import print_inventory
 from hyperv_backup.cli.options import JsonOpt
-from hyperv_backup.errors import ConfigError, HyperVBackupError, IntegrityError
+from hyperv_backup.errors import ConfigError, HyperVBackupError
 from hyperv_backup.policy import BackupPolicy, Selection
-from hyperv_backup.results import EXIT_USAGE, JobResult, VMStatus
+from hyperv_backup.render import format_bytes
+from hyperv_backup.repository import Repository
+from hyperv_backup.results import EXIT_USAGE
 from hyperv_backup.simulator import Simulator, default_scenario_path
-from hyperv_backup.sink import DirectorySink
-from hyperv_backup.transfer import LocalPathReader
+from hyperv_backup.targets import LocalTarget
 
-__all__ = ["demo", "simulator_serve", "verify_directory_backup"]
+__all__ = ["DEMO_PASSWORD", "demo", "simulator_serve"]
 
 
 def _require_loopback(address: str) -> None:
@@ -103,70 +104,94 @@ def simulator_serve(
         sim.stop()
 
 
-def verify_directory_backup(result: JobResult) -> int:
-    """Re-read every stored file and compare with the hash recorded while backing up.
-
-    Returns the number of files verified; raises :class:`IntegrityError` on a mismatch.
-    """
-    checked = 0
-    for vm in result.vms:
-        if vm.status != VMStatus.SUCCESS or vm.location is None:
-            continue
-        for stored in vm.files:
-            path = Path(vm.location, *stored.relative_path.split("/"))
-            digest = hashlib.sha256()
-            with path.open("rb") as stream:
-                while chunk := stream.read(4 * 1024 * 1024):
-                    digest.update(chunk)
-            if digest.hexdigest() != stored.sha256:
-                raise IntegrityError(f"{path} does not match its recorded SHA-256")
-            checked += 1
-    return checked
+DEMO_PASSWORD = "demo-password"  # noqa: S105 - the demo's repository is throw-away
+"""The demo repository's password (it demonstrates encryption; it protects nothing)."""
 
 
 def demo(
-    output: Annotated[Path, typer.Option(help="Where the demo's backups go.")] = Path(
-        "demo-output"
-    ),
+    output: Annotated[
+        Path, typer.Option(help="Where the demo's repository and restore go.")
+    ] = Path("demo-output"),
     as_json: JsonOpt = False,
 ) -> None:
-    """Try hyperv-backup without a Windows host: back up every VM of an emulated host.
+    """Try hyperv-backup without a Windows host: back up, verify and restore an emulated host.
 
     Starts the simulator (a real WinRM/PowerShell Remoting endpoint on 127.0.0.1 emulating a
-    Windows Server 2022 Hyper-V host, the shipped scenario), lists its VMs, backs them all up
-    into OUTPUT through the same code path a real host uses, and verifies every stored file.
+    Windows Server 2022 Hyper-V host with Samba serving its drives), lists its VMs, backs
+    every one up over SMB into an encrypted, deduplicating repository in OUTPUT/repository
+    (password: "demo-password"), re-reads and re-hashes everything stored, and restores one
+    VM into OUTPUT/restore in the Export-VM layout. Run it twice to see deduplication.
     """
     started = time.monotonic()
+    output.mkdir(parents=True, exist_ok=True)
+    target = LocalTarget(output / "repository")
     try:
-        with Simulator() as sim:
+        repository = (
+            Repository.open(target, DEMO_PASSWORD)
+            if target.stat("config") is not None
+            else Repository.init(target, DEMO_PASSWORD)
+        )
+        with Simulator(smb=True) as sim, repository:
             settings = sim.connection_settings()
             if not as_json:
                 err().print(
-                    f"Simulator: {sim.url} (scenario {default_scenario_path()})",
+                    f"Simulator: {sim.url}, SMB on port {sim.smb_port} "
+                    f"(scenario {default_scenario_path()})",
                     markup=False,
                     highlight=False,
                 )
                 print_inventory(settings, [], as_json=False)
             job = BackupJob(
                 settings,
-                BackupPolicy(),
-                sink=DirectorySink(output),
-                reader=LocalPathReader(sim.path_map()),
+                BackupPolicy(tags=["demo"]),
+                sink=repository,
+                reader=sim.smb_reader(),
                 state_dir=output / ".state",
             )
-            result = job.run(Selection(all=True))
-            verified = verify_directory_backup(result)
+            with repository.shared_lock("demo backup"):
+                result = job.run(Selection(all=True))
+            check = repository.check(read_data=True)
+            web01 = next(v for v in result.vms if v.vm_name == "web01")
+            restored = None
+            if web01.location is not None:
+                restored = repository.restore(
+                    web01.location, output / "restore" / result.job_id, overwrite=True
+                )
     except HyperVBackupError as error:
         fail(error)
     if as_json:
-        print(result.model_dump_json(indent=2))
+        print(
+            json.dumps(
+                {
+                    "job": result.model_dump(mode="json"),
+                    "check": {
+                        "ok": check.ok,
+                        "errors": [str(e) for e in check.errors],
+                        "bytes_read": check.bytes_read,
+                    },
+                    "restored": str(restored.folder) if restored else None,
+                },
+                indent=2,
+            )
+        )
     else:
         report_job(result)
+        stored = sum(1 for _ in target.list("data/"))
         out().print(
-            f"Verified {verified} stored files against their SHA-256. Backups are in "
-            f"{output.resolve() / result.job_id}",
+            f"Repository {output / 'repository'}: {check.snapshots} backups in {stored} packs; "
+            f"check --read-data re-read {format_bytes(check.bytes_read)}: "
+            f"{'no errors' if check.ok else f'{len(check.errors)} error(s)'}.",
             markup=False,
             highlight=False,
         )
+        if restored is not None:
+            out().print(
+                f"Restored web01 ({len(restored.files)} files, "
+                f"{format_bytes(restored.bytes)}, every file's SHA-256 verified) into "
+                f"{restored.folder}",
+                markup=False,
+                highlight=False,
+            )
         err().print(f"Demo finished in {time.monotonic() - started:.1f} s.", highlight=False)
-    raise typer.Exit(result.exit_code)
+    code = result.exit_code if check.ok else 1
+    raise typer.Exit(code)

@@ -62,6 +62,7 @@ from hyperv_backup.ps_scripts.contracts import (
     VMExportParams,
     VMFiles,
     VMStateChange,
+    is_shadow_device_path,
 )
 from hyperv_backup.ps_scripts.spec import MARKER_PREFIX, ScriptParams, ScriptSpec, marker_of
 
@@ -105,6 +106,7 @@ __all__ = [
     "VMExportParams",
     "VMFiles",
     "VMStateChange",
+    "is_shadow_device_path",
     "marker_of",
     "script_spec",
 ]

@@ -11,16 +11,18 @@ Byte counts travel as ``float`` (``[double]``): pypsrp sends Python ints as 32-b
 from __future__ import annotations
 
 import enum
+import re
 from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hyperv_backup.models import CheckpointType, VMInfo
 from hyperv_backup.ps_scripts.spec import ScriptParams
 
 __all__ = [
+    "SHADOW_DEVICE_PATTERN",
     "BackupCheckpoint",
     "ExportResult",
     "FileChunk",
@@ -56,6 +58,7 @@ __all__ = [
     "VMExportParams",
     "VMFiles",
     "VMStateChange",
+    "is_shadow_device_path",
 ]
 
 
@@ -330,8 +333,8 @@ class HookResult(_Result):
 
 class GetBackupLeftoversParams(ScriptParams):
     """``get-backup-leftovers``: find what earlier runs left on the host — checkpoints whose
-    name starts with ``Prefix`` (any snapshot type, Recovery included) and folders named
-    ``<Prefix>-*`` under each of ``StagingRoot``."""
+    name starts with ``Prefix`` (any snapshot type, Recovery included), folders named
+    ``<Prefix>-*`` under each of ``StagingRoot``, and SMB shares named ``<Prefix>-*``."""
 
     prefix: str = Field(alias="Prefix", pattern=r"^[A-Za-z0-9-]{3,32}$")
     staging_roots: list[str] = Field(default_factory=list, alias="StagingRoot")
@@ -353,6 +356,11 @@ class Leftovers(_Result):
 
     checkpoints: list[LeftoverCheckpoint] = Field(default_factory=list)
     staging_folders: list[str] = Field(default_factory=list)
+    staging_shares: list[str] = Field(
+        default_factory=list,
+        description="Names of shares named <Prefix>-* (staging shares and shadow-copy "
+        "shares). Absent from older scripts' answers, hence the default.",
+    )
 
 
 # --- staging shares and reading files over PSRP ---------------------------------------------
@@ -361,16 +369,42 @@ STAGING_SHARE_PATTERN = r"^hyperv-backup-[A-Za-z0-9-]{1,66}$"
 """Staging share names: ``hyperv-backup-`` and letters, digits, '-' (80 characters at most,
 Windows' limit for a share name). The prefix is what lets cleanup tell them from user shares."""
 
+SHADOW_DEVICE_PATTERN = r"\\\\\?\\GLOBALROOT\\Device\\HarddiskVolumeShadowCopy[0-9]+\\"
+"""The one kind of share path that is not a folder: the root of a VSS shadow copy's device,
+``\\\\?\\GLOBALROOT\\Device\\HarddiskVolumeShadowCopyN\\`` (the trailing backslash makes
+it the shadow volume's root folder). Matched whole, case-insensitively."""
+
 
 class NewStagingShareParams(ScriptParams):
-    """``new-staging-share``: share ``Path`` as ``Name`` for export mode where the
-    administrative shares are not allowed. Temporary (gone when the host restarts), read-only,
-    and for ``ReadAccess`` (the backup account, ``DOMAIN\\user``) only. A share of that name
-    on the same folder is taken as it is (a retry); on another folder it is an error."""
+    """``new-staging-share``: share ``Path`` as ``Name`` — a staging folder for export mode
+    where the administrative shares are not allowed, or a VSS shadow copy's device
+    (:data:`SHADOW_DEVICE_PATTERN`), so that the shadow can be read over SMB at all (an SMB
+    client cannot follow the host's folder link to it). Temporary (gone when the host
+    restarts), read-only, and for ``ReadAccess`` (the backup account, ``DOMAIN\\user``) only.
+    A share of that name on the same path is taken as it is (a retry); on another path it is
+    an error. Any other path that starts with ``\\`` or ``/`` (UNC, device, drive-relative)
+    is refused, here and on the host."""
 
     name: str = Field(alias="Name", pattern=STAGING_SHARE_PATTERN)
     path: str = Field(alias="Path", min_length=3)
     read_access: str = Field(alias="ReadAccess", min_length=1)
+
+    @field_validator("path")
+    @classmethod
+    def _folder_or_shadow_device(cls, value: str) -> str:
+        # A folder is given with its drive; '\\' or '/' would start a UNC, device or
+        # drive-relative path.
+        if value.startswith(("\\", "/")) and not is_shadow_device_path(value):
+            raise ValueError(
+                f"{value!r}: the only share path that is not a folder on the host is a shadow "
+                "copy's device, \\\\?\\GLOBALROOT\\Device\\HarddiskVolumeShadowCopy<N>\\"
+            )
+        return value
+
+
+def is_shadow_device_path(path: str) -> bool:
+    """True for ``\\\\?\\GLOBALROOT\\Device\\HarddiskVolumeShadowCopy<digits>\\`` exactly."""
+    return re.fullmatch(SHADOW_DEVICE_PATTERN, path, re.IGNORECASE | re.ASCII) is not None
 
 
 class StagingShare(_Result):

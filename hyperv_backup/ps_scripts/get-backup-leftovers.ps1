@@ -2,9 +2,10 @@
 <#
 .SYNOPSIS
     Finds what earlier backup runs left on the host: checkpoints whose name starts with Prefix,
-    on every VM and of every checkpoint type, and staging folders named <Prefix>-*.
+    on every VM and of every checkpoint type, staging folders named <Prefix>-*, and SMB shares
+    named <Prefix>-* (staging shares, and the shares that expose shadow copies).
 .PARAMETER Prefix
-    The name prefix of hyperv-backup's checkpoints and staging folders.
+    The name prefix of hyperv-backup's checkpoints, staging folders and shares.
 .PARAMETER StagingRoot
     The staging roots to look in; roots that do not exist are skipped.
 .NOTES
@@ -74,9 +75,23 @@ try {
         }
     }
 
+    # Shares live only while the Server service runs (every share hyperv-backup makes is
+    # temporary): with the service stopped there are none, and Get-SmbShare would fail.
+    $shares = New-Object -TypeName 'System.Collections.ArrayList'
+    $server = Get-Service -Name 'LanmanServer' -ErrorAction 'SilentlyContinue'
+    if ($null -ne $server -and [string]$server.Status -eq 'Running') {
+        $pattern = "$Prefix-*"
+        foreach ($share in @(Get-SmbShare)) {
+            if ([string]$share.Name -like $pattern) {
+                [void]$shares.Add([string]$share.Name)
+            }
+        }
+    }
+
     $result = [ordered]@{
         checkpoints     = $checkpoints.ToArray()
-        staging_folders  = $folders.ToArray()
+        staging_folders = $folders.ToArray()
+        staging_shares  = $shares.ToArray()
     }
     [ordered]@{ ok = $true; result = $result } | ConvertTo-Json -Depth 6 -Compress
 }

@@ -2,20 +2,26 @@
 <#
 .SYNOPSIS
     Shares a staging folder read-only to the backup account, so that the export can be read
-    over SMB where the administrative shares (C$, D$ ...) are not allowed.
+    over SMB where the administrative shares (C$, D$ ...) are not allowed; or shares a VSS
+    shadow copy's device, so that the shadow copy can be read over SMB at all (an SMB client
+    cannot follow the folder link that exposes it on the host).
 .PARAMETER Name
     The share's name: hyperv-backup-<letters, digits, '-'>. The prefix is what lets cleanup
     tell staging shares from the host's own; any other name is refused (ValidatePattern).
 .PARAMETER Path
-    The folder to share (the export's staging folder). It must exist.
+    The folder to share (the export's staging folder; it must exist), or the root of a shadow
+    copy's device, exactly \\?\GLOBALROOT\Device\HarddiskVolumeShadowCopy<digits>\ (the
+    shadow copy must exist). Any other path that starts with '\' or '/' (UNC paths, other
+    devices) is refused.
 .PARAMETER ReadAccess
     The account that may read the share (DOMAIN\user): read access for it alone.
 .NOTES
     Windows PowerShell 5.1. Writes exactly one JSON envelope to the output stream.
     The share is temporary (gone when the host restarts, so a crash cannot leave it forever)
     and has no offline caching. A share of that name on the same folder is taken as it is
-    (created=false: a retry); on another folder it is an error. Files are still subject to
-    NTFS permissions: the backup account created the staging folder, so it can read it.
+    (created=false: a retry); on another path it is an error. Files are still subject to
+    NTFS permissions: the backup account created the staging folder, so it can read it; a
+    shadow copy keeps the permissions its files had (the VM's folders grant Administrators).
 #>
 [CmdletBinding()]
 param(
@@ -47,10 +53,37 @@ function Get-ShareByName {
 }
 
 try {
-    $full = [System.IO.Path]::GetFullPath($Path).TrimEnd('\')
-    if (-not (Test-Path -LiteralPath $full -PathType Container)) {
-        $message = "Cannot share '$Path' as '$Name': no such folder on host $env:COMPUTERNAME."
+    # The whole string: \A and \z (not ^ and $, which also match before a final line break);
+    # [0-9], not \d, which .NET also matches to other scripts' digits.
+    $shadowDevice = '\A\\\\\?\\GLOBALROOT\\Device\\HarddiskVolumeShadowCopy[0-9]+\\\z'
+    if ($Path -match $shadowDevice) {
+        # A shadow copy's device is no folder: GetFullPath and Test-Path are not for it (.NET
+        # Framework's path rules and the FileSystem provider of Windows PowerShell 5.1 do not
+        # handle GLOBALROOT paths reliably), so it is checked against the shadow copies that
+        # exist. The share's path keeps the trailing backslash: the shadow volume's root.
+        $full = $Path.TrimEnd('\')
+        $sharePath = "$full\"
+        $shadow = @(Get-CimInstance -ClassName 'Win32_ShadowCopy' |
+                Where-Object -FilterScript { ([string]$_.DeviceObject).TrimEnd('\') -eq $full })
+        if ($shadow.Count -eq 0) {
+            $message = "Cannot share '$Path' as '$Name': no shadow copy has that device on " +
+                "host $env:COMPUTERNAME."
+            throw (New-Failure -Kind 'shadow' -Message $message -Target $Path)
+        }
+    }
+    elseif ($Path -match '\A[\\/]') {
+        $message = "Refusing to share '$Path' as '$Name': a staging share's path is a folder " +
+            "on a drive of host $env:COMPUTERNAME, or a shadow copy's device " +
+            "(\\?\GLOBALROOT\Device\HarddiskVolumeShadowCopy<N>\). Nothing was shared."
         throw (New-Failure -Kind 'export' -Message $message -Target $Path)
+    }
+    else {
+        $full = [System.IO.Path]::GetFullPath($Path).TrimEnd('\')
+        $sharePath = $full
+        if (-not (Test-Path -LiteralPath $full -PathType Container)) {
+            $message = "Cannot share '$Path' as '$Name': no such folder on host $env:COMPUTERNAME."
+            throw (New-Failure -Kind 'export' -Message $message -Target $Path)
+        }
     }
 
     $created = $false
@@ -65,7 +98,7 @@ try {
     }
     else {
         $description = 'hyperv-backup staging share (temporary; removed when the backup ends)'
-        $share = New-SmbShare -Name $Name -Path $full -ReadAccess $ReadAccess -Temporary `
+        $share = New-SmbShare -Name $Name -Path $sharePath -ReadAccess $ReadAccess -Temporary `
             -CachingMode 'None' -Description $description
         $created = $true
     }

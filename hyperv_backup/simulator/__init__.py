@@ -14,7 +14,8 @@ the default; NTLM is offered too.
 
 ``Simulator(smb=True)`` also runs Samba on a loopback port (needs the ``samba`` package and
 root): every drive of the host is its administrative share (``D$`` → ``<host_root>/D``), and
-staging shares made by ``new-staging-share`` are served too, so that
+staging shares made by ``new-staging-share`` are served too (a share on a shadow copy's
+device serves that shadow's frozen files), so that
 :class:`~hyperv_backup.transfer.smb.SMBReader` reads the emulated host as a real one
 (``sim.smb_reader()``). The SMB login is the scenario's account, as on a Windows host.
 

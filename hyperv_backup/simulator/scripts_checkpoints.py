@@ -197,7 +197,8 @@ def _finish_merge(host: HostState, script: str, vm: VMRuntime, plan: MergePlan) 
 
 
 def get_backup_leftovers(call: Call, params: GetBackupLeftoversParams) -> Leftovers:
-    """Checkpoints named ``<Prefix>...`` on any VM; ``<root>\\<Prefix>-*`` staging folders."""
+    """Checkpoints named ``<Prefix>...`` on any VM; ``<root>\\<Prefix>-*`` staging folders;
+    shares named ``<Prefix>-*``."""
     host = call.host
     prefix = params.prefix.casefold()
     with host.lock:
@@ -226,4 +227,9 @@ def get_backup_leftovers(call: Call, params: GetBackupLeftoversParams) -> Leftov
                     for entry in sorted(local.iterdir())
                     if entry.is_dir() and entry.name.casefold().startswith(prefix + "-")
                 ]
-        return Leftovers(checkpoints=checkpoints, staging_folders=folders)
+        shares = [
+            record.name
+            for record in host.smb_shares.values()
+            if record.name.casefold().startswith(prefix + "-")
+        ]
+        return Leftovers(checkpoints=checkpoints, staging_folders=folders, staging_shares=shares)

@@ -3,9 +3,11 @@
 A shadow copy here is a frozen copy of the VM's files on that volume, taken while the VM is
 paused, kept under ``<host_root>/.shadows/<id>/`` in the volume's own layout, and exposed by a
 real symbolic link ``<LinkRoot>\\<letter>`` — so ``<LinkRoot>\\D\\Hyper-V\\web01\\x.vhdx``
-reads the file as it was. As in the script, everything that can be checked is checked before
-the pause, the VM is resumed in a ``finally`` (an injected fault strikes while it is paused,
-to prove that), and the links are made after the VM runs again.
+reads the file as it was, on the host (Samba does not follow the link, as a Windows SMB client
+cannot; a share on the shadow's ``device_object``, see :mod:`.scripts_smb`, serves the same
+files over SMB). As in the script, everything that can be checked is checked before the
+pause, the VM is resumed in a ``finally`` (an injected fault strikes while it is paused, to
+prove that), and the links are made after the VM runs again.
 """
 
 from __future__ import annotations
