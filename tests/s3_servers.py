@@ -3,7 +3,8 @@
 - :class:`MotoS3` — moto's threaded server (in memory; enforces conditional writes).
 - :class:`RcloneS3` — ``rclone serve s3`` over a temporary folder (ignores conditional writes).
 - :class:`FaultProxy` — a small HTTP proxy that, per a script, answers 500 / 503 SlowDown,
-  stalls past the client's read timeout, or cuts a body short, then forwards normally.
+  stalls past the client's read timeout, cuts a body short, or holds a request unanswered
+  until the test releases it (to freeze an upload half-way), then forwards normally.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -52,6 +54,26 @@ def raw_client(endpoint: str) -> Any:
             response_checksum_validation="when_required",
         ),
     )
+
+
+def new_bucket(endpoint: str, *, object_lock: bool = False) -> str:
+    """A fresh bucket, so tests never see each other's objects."""
+    name = f"b-{uuid.uuid4().hex[:16]}"
+    if object_lock:
+        raw_client(endpoint).create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
+    else:
+        raw_client(endpoint).create_bucket(Bucket=name)
+    return name
+
+
+def open_uploads(endpoint: str, bucket: str) -> list[dict[str, Any]]:
+    """Unfinished multipart uploads in ``bucket``, as the server lists them."""
+    try:
+        return list(raw_client(endpoint).list_multipart_uploads(Bucket=bucket).get("Uploads", []))
+    except Exception as err:  # rclone answers NoSuchUpload for "none"
+        if "NoSuchUpload" in str(err):
+            return []
+        raise
 
 
 class MotoS3:
@@ -153,7 +175,7 @@ Match = Callable[[str, str], bool]
 class Fault:
     """Answer the next ``times`` matching requests with ``kind`` instead of forwarding."""
 
-    kind: str  # "500" | "503" | "stall" | "truncate"
+    kind: str  # "500" | "503" | "stall" | "truncate" | "hold"
     times: int
     match: Match = field(default=lambda method, path: True)
 
@@ -174,6 +196,7 @@ class FaultProxy:
         self.log: list[tuple[str, str, str]] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._released = threading.Event()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -191,6 +214,10 @@ class FaultProxy:
                     return
                 if fault == "stall":
                     proxy._stop.wait(proxy.stall_seconds)
+                    self.close_connection = True
+                    return
+                if fault == "hold":  # never answered: the client waits until it is killed
+                    proxy._released.wait()
                     self.close_connection = True
                     return
                 status, headers, payload = proxy._forward(
@@ -281,12 +308,17 @@ class FaultProxy:
         with self._lock:
             return sum(1 for entry in self.log if kind is None or entry[2] == kind)
 
+    def release(self) -> None:
+        """Let every held request end (its connection is closed without an answer)."""
+        self._released.set()
+
     def __enter__(self) -> FaultProxy:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
+        self._released.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()

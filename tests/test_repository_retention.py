@@ -270,3 +270,40 @@ def test_a_long_lived_repository_does_not_dedup_against_data_pruned_by_another(
     assert scheduler.check(read_data=True).ok
     restored = scheduler.restore(again, tmp_path / "out").folder / "Virtual Hard Disks/web01.vhdx"
     assert restored.read_bytes() == disk
+
+
+class RetainingTarget(LocalTarget):
+    """A local target that reports Object Lock retention per key, as an S3 bucket would."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.until: dict[str, datetime] = {}
+
+    @property
+    def capabilities(self) -> TargetCapabilities:
+        return TargetCapabilities(conditional_writes=True, object_lock=True)
+
+    def retention(self, key: str) -> datetime | None:
+        return self.until.get(key)
+
+
+def test_forget_keeps_a_snapshot_only_while_its_retention_lasts(tmp_path: Path) -> None:
+    target = RetainingTarget(tmp_path / "repo")
+    repo = Repository.init(target, **SMALL)
+    ids = [location.split(":")[1] for location in nightly(repo, "web01", 2)]  # 3 snapshots
+    now = datetime.now(timezone.utc)
+    target.until[f"snapshots/{ids[0]}"] = now - timedelta(hours=1)  # retention has ended
+    target.until[f"snapshots/{ids[1]}"] = now + timedelta(days=3)
+
+    report = repo.forget(RetentionPolicy(keep_last=1), dry_run=False, zone=timezone.utc)
+
+    assert [d.snapshot.id for d in report.removed] == [ids[0]]
+    [retained] = report.retained
+    assert retained.snapshot.id == ids[1]
+    assert retained.keep
+    assert retained.retained_until == now + timedelta(days=3)
+    assert retained.reasons == (
+        f"retained until {(now + timedelta(days=3)).isoformat(' ', 'seconds')} "
+        "(Object Lock): it cannot be deleted before then",
+    )
+    assert sorted(s.id for s in repo.snapshots()) == sorted(ids[1:])

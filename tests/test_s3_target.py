@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import random
 import subprocess
 import sys
 import threading
 import time
 import tracemalloc
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -41,6 +41,8 @@ from tests.s3_servers import (
     MotoS3,
     RcloneS3,
     free_port,
+    new_bucket,
+    open_uploads,
     raw_client,
     settings_for,
 )
@@ -60,16 +62,6 @@ def server(request: pytest.FixtureRequest) -> MotoS3 | RcloneS3:
     """Each real S3 server in turn."""
     fixture = {"moto": "moto_s3", "rclone": "rclone_s3"}[request.param]
     return request.getfixturevalue(fixture)  # type: ignore[no-any-return]
-
-
-def new_bucket(endpoint: str, *, object_lock: bool = False) -> str:
-    """A fresh bucket, so tests never see each other's objects."""
-    name = f"b-{uuid.uuid4().hex[:16]}"
-    if object_lock:
-        raw_client(endpoint).create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
-    else:
-        raw_client(endpoint).create_bucket(Bucket=name)
-    return name
 
 
 @pytest.fixture
@@ -139,16 +131,6 @@ class PatternStream:
         self.given += n
         self.hasher.update(data)
         return data
-
-
-def open_uploads(endpoint: str, bucket: str) -> list[dict[str, Any]]:
-    """Unfinished multipart uploads in ``bucket``, as the server lists them."""
-    try:
-        return list(raw_client(endpoint).list_multipart_uploads(Bucket=bucket).get("Uploads", []))
-    except Exception as err:  # rclone answers NoSuchUpload for "none"
-        if "NoSuchUpload" in str(err):
-            return []
-        raise
 
 
 # --- the protocol's contract, on every target -----------------------------------------
@@ -451,9 +433,12 @@ def test_object_lock_retention_is_set_and_readable_on_moto(
     assert target.get("snapshots/s1") == b"manifest"
 
 
-def test_object_lock_days_retain_every_write_including_multipart_packs(
+def test_object_lock_days_are_a_default_callers_apply_not_a_blanket_one(
     moto_s3: MotoS3, make_s3: Callable[..., S3Target]
 ) -> None:
+    # Locks and index objects are replaced and deleted: they must never be retained. So
+    # object_lock_days is offered to callers (capabilities.default_retention), and only
+    # writes that pass retain_until — multipart packs included — are retained.
     bucket = new_bucket(moto_s3.endpoint, object_lock=True)
     target = make_s3(
         moto_s3.endpoint,
@@ -463,17 +448,26 @@ def test_object_lock_days_retain_every_write_including_multipart_packs(
         part_size=5 * MIB,
         multipart_threshold=5 * MIB,
     )
-    before = datetime.now(timezone.utc) + timedelta(days=3)
+    assert target.capabilities.default_retention == timedelta(days=3)
+    until = (datetime.now(timezone.utc) + timedelta(days=3)).replace(microsecond=0)
+    target.put("locks/l1", b"lock")
     target.put("index/i1", b"index")
-    target.put_stream("packs/p1", PatternStream(11 * MIB), 11 * MIB)  # type: ignore[arg-type]
-    after = datetime.now(timezone.utc) + timedelta(days=3)
+    for key, size in (("packs/small", 1000), ("packs/p1", 11 * MIB)):  # a PUT, a multipart
+        target.put_stream(key, PatternStream(size), size, retain_until=until)  # type: ignore[arg-type]
     raw = raw_client(moto_s3.endpoint)
-    for key in ("index/i1", "packs/p1"):
+    for key in ("locks/l1", "index/i1"):
+        assert "ObjectLockMode" not in raw.head_object(Bucket=bucket, Key=f"{PREFIX}/{key}")
+        assert target.retention(key) is None
+    for key in ("packs/small", "packs/p1"):
         head = raw.head_object(Bucket=bucket, Key=f"{PREFIX}/{key}")
         assert head["ObjectLockMode"] == "COMPLIANCE"
-        until = target.retention(key)
-        assert until is not None
-        assert before - timedelta(seconds=1) <= until <= after + timedelta(seconds=1)
+        assert target.retention(key) == until
+    lock = target.stat("locks/l1")
+    assert lock is not None
+    assert lock.etag
+    assert target.replace("locks/l1", b"lock 2", if_etag=lock.etag)  # replaceable
+    target.delete("locks/l1")
+    assert target.stat("locks/l1") is None
     target.delete("packs/p1")  # a delete marker; the retained version stays
     assert target.stat("packs/p1") is None
 
@@ -667,3 +661,35 @@ def test_a_server_that_never_answers_ends_in_a_timeout_error(
     with pytest.raises(TargetError, match="no answer within the timeouts"):
         target.stat("data/x")
     assert proxy.requests("stall") == 4
+
+
+# --- the local target's side of the protocol ---------------------------------------------
+
+
+def test_local_put_stream_stores_exactly_the_announced_size(tmp_path: Path) -> None:
+    target = LocalTarget(tmp_path / "repo")
+    target.put_stream("packs/p", PatternStream(1000), 600)  # type: ignore[arg-type]
+    assert target.get("packs/p") == pattern(0, 600)
+    with pytest.raises(TargetError, match="ended after 1000 of the 2000 bytes"):
+        target.put_stream("packs/short", PatternStream(1000), 2000)  # type: ignore[arg-type]
+    assert target.stat("packs/short") is None
+    assert target.retention("packs/p") is None
+    assert target.abort_incomplete_uploads(timedelta(0)) == 0  # no temporary file was left
+
+
+def test_local_abandoned_temporary_files_are_removed_once_old(tmp_path: Path) -> None:
+    target = LocalTarget(tmp_path / "repo")
+    target.put("data/ab/ab12", b"kept")
+    old = tmp_path / "repo" / "data" / "ab" / ".tmp-killed"
+    old.write_bytes(b"half a pack")
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(old, (two_days_ago, two_days_ago))
+    fresh = tmp_path / "repo" / "data" / ".tmp-running"
+    fresh.write_bytes(b"a pack being written")
+
+    assert target.abort_incomplete_uploads() == 1  # older than a day only
+    assert not old.exists()
+    assert fresh.exists()
+    assert target.abort_incomplete_uploads(timedelta(0)) == 1
+    assert not fresh.exists()
+    assert target.get("data/ab/ab12") == b"kept"

@@ -56,6 +56,8 @@ class PruneReport:
     bytes_freed: int = 0
     index_objects_removed: int = 0
     index_objects_written: int = 0
+    uploads_aborted: int = 0
+    """Unfinished uploads (multipart, temporary files) of killed writers that were removed."""
 
 
 def _used_blobs(store: BlobStore) -> ChunkTable:
@@ -105,7 +107,9 @@ def _repack(
     def upload() -> None:
         nonlocal builder, written
         pack_id, data = builder.build(store.codec)
-        store.target.put_stream(pack_key(pack_id), data.stream(), data.size)
+        store.target.put_stream(
+            pack_key(pack_id), data.stream(), data.size, retain_until=store.retain_until()
+        )
         new_packs[pack_id] = builder.blobs
         builder = PackBuilder(buffer)
         written += 1

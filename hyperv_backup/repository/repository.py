@@ -14,11 +14,19 @@ Objects on the target (see each module for its format)::
     index/<id>              which blobs each pack holds                 — index.py
     snapshots/<id>          one manifest per VM backup, written last    — snapshot.py
     locks/<id>, locks/exclusive                                         — lock.py
+
+With a retention (``retain_days``, or the S3 target's ``object_lock_days``) the config, every
+pack and every snapshot are written with an Object Lock retain-until date, so nobody — not
+even someone holding the repository's credentials — can delete a backup before it ends.
+Index and lock objects are not retained: prune rewrites the index, and locks are refreshed
+and removed all the time (the index can be rebuilt from the retained packs: repair_index).
+``forget`` keeps a retained snapshot (and says until when) instead of pretending to delete it.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 import secrets
 import threading
@@ -34,6 +42,7 @@ from hyperv_backup.errors import (
     HyperVBackupError,
     IntegrityError,
     RepositoryError,
+    TargetError,
     WrongPasswordError,
 )
 from hyperv_backup.models import VMInfo
@@ -67,7 +76,12 @@ from hyperv_backup.repository.lock import (
 from hyperv_backup.repository.prune import PruneReport, prune_repository
 from hyperv_backup.repository.repair import IndexRepairReport, repair_index
 from hyperv_backup.repository.restore import RestoreReport, restore_snapshot
-from hyperv_backup.repository.retention import ForgetReport, RetentionPolicy, plan_retention
+from hyperv_backup.repository.retention import (
+    ForgetReport,
+    RetentionDecision,
+    RetentionPolicy,
+    plan_retention,
+)
 from hyperv_backup.repository.snapshot import (
     CHUNK_IDS_PER_LIST,
     SNAPSHOT_PREFIX,
@@ -78,7 +92,12 @@ from hyperv_backup.repository.snapshot import (
 )
 from hyperv_backup.repository.store import BlobStore
 from hyperv_backup.repository.writer import SnapshotWriter
-from hyperv_backup.targets.base import Target
+from hyperv_backup.targets.base import (
+    DEFAULT_ABANDONED_AFTER,
+    Target,
+    resolve_retention,
+    retain_until_for,
+)
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "DEFAULT_PACK_MEMORY", "DEFAULT_PACK_SIZE", "Repository"]
 
@@ -118,10 +137,12 @@ class Repository:
         index_every_packs: int = 4,
         lock_stale_after: timedelta = DEFAULT_STALE_AFTER,
         lock_refresh_every: timedelta = DEFAULT_REFRESH_EVERY,
+        retain_days: int | None = None,
     ) -> None:
         """Use :meth:`init` or :meth:`open`; the keyword options are the same as theirs."""
         self._target = target
         self._config = config
+        self._retention = resolve_retention(target, retain_days)
         self._codec = Codec(keys, config.compression.level)
         self._chunker = Chunker(config.chunker)
         self._store = BlobStore(
@@ -132,6 +153,7 @@ class Repository:
             upload_threads=upload_threads,
             pack_memory=pack_memory,
             index_every_packs=index_every_packs,
+            retention=self._retention,
         )
         self._stale_after = lock_stale_after
         self._refresh_every = lock_refresh_every
@@ -165,6 +187,7 @@ class Repository:
         index_every_packs: int = 4,
         lock_stale_after: timedelta = DEFAULT_STALE_AFTER,
         lock_refresh_every: timedelta = DEFAULT_REFRESH_EVERY,
+        retain_days: int | None = None,
     ) -> Repository:
         """Create a repository on an empty ``target`` and open it.
 
@@ -173,6 +196,7 @@ class Repository:
         the repository's life), ``pack_size`` the pack target (16-32 MiB recommended),
         ``compression_level`` zstd's. The other options are those of :meth:`open`.
         """
+        retention = resolve_retention(target, retain_days)
         if target.stat(CONFIG_KEY) is not None:
             raise RepositoryError(f"{target!r} already holds a repository; open it instead")
         if any(True for _ in target.list(SNAPSHOT_PREFIX)) or any(
@@ -202,7 +226,10 @@ class Repository:
         except ValidationError as err:
             raise RepositoryError(f"invalid repository settings: {err}") from None
         data = config.model_dump_json(indent=2).encode("utf-8")
-        if not target.put(CONFIG_KEY, data, if_absent=True):
+        # Retained too: it holds the wrapped key, without which the retained data is noise.
+        if not target.put(
+            CONFIG_KEY, data, if_absent=True, retain_until=retain_until_for(retention)
+        ):
             raise RepositoryError(f"{target!r} already holds a repository; open it instead")
         logger.info("created repository %s on %r", repository_id[:8], target)
         return cls(
@@ -214,6 +241,7 @@ class Repository:
             index_every_packs=index_every_packs,
             lock_stale_after=lock_stale_after,
             lock_refresh_every=lock_refresh_every,
+            retain_days=retain_days,
         )
 
     @classmethod
@@ -227,6 +255,7 @@ class Repository:
         index_every_packs: int = 4,
         lock_stale_after: timedelta = DEFAULT_STALE_AFTER,
         lock_refresh_every: timedelta = DEFAULT_REFRESH_EVERY,
+        retain_days: int | None = None,
     ) -> Repository:
         """Open the repository on ``target``.
 
@@ -239,10 +268,17 @@ class Repository:
         ``index_every_packs`` packs, so a re-run after a crash reuses what the killed run
         stored. A lock is refreshed every ``lock_refresh_every`` and is stale (ignored by
         others) when not refreshed for ``lock_stale_after``.
+
+        ``retain_days``: Object Lock retention of the packs and snapshots this session
+        writes (0: none); by default the target's (S3: ``object_lock_days``).
+        :class:`~hyperv_backup.errors.TargetError` if the target cannot retain.
+
+        What killed writers left on the target more than a day ago (unfinished multipart
+        uploads, temporary files) is removed; :meth:`prune` removes the younger ones too.
         """
         config = cls._read_config(target)
         keys = cls._unlock(target, config, password)
-        return cls(
+        repository = cls(
             target,
             config,
             keys,
@@ -251,7 +287,22 @@ class Repository:
             index_every_packs=index_every_packs,
             lock_stale_after=lock_stale_after,
             lock_refresh_every=lock_refresh_every,
+            retain_days=retain_days,
         )
+        repository._abort_incomplete_uploads(DEFAULT_ABANDONED_AFTER)
+        return repository
+
+    def _abort_incomplete_uploads(self, older_than: timedelta) -> int:
+        """Remove partial uploads abandoned more than ``older_than`` ago; best effort."""
+        try:
+            aborted = self._target.abort_incomplete_uploads(older_than)
+        except TargetError as err:
+            # Read-only credentials may not list uploads; it is only housekeeping.
+            logger.warning("could not look for unfinished uploads on %r: %s", self._target, err)
+            return 0
+        if aborted:
+            logger.info("removed %d unfinished upload(s) killed writers left", aborted)
+        return aborted
 
     @staticmethod
     def _read_config(target: Target) -> RepositoryConfig:
@@ -317,6 +368,11 @@ class Repository:
     def target(self) -> Target:
         """Where the repository's objects live."""
         return self._target
+
+    @property
+    def retention(self) -> timedelta | None:
+        """How long the packs and snapshots this session writes are retained (Object Lock)."""
+        return self._retention
 
     # --- locks --------------------------------------------------------------------------------
 
@@ -523,19 +579,58 @@ class Repository:
         takes the exclusive lock, so it refuses (:class:`LockedError`) while a backup runs.
         Data is freed by :meth:`prune`. ``vm``/``host`` narrow it; periods count in ``zone``
         (default: local time).
+
+        A snapshot still under Object Lock retention is kept, with the reason "retained
+        until …" (see :attr:`ForgetReport.retained`): deleting it would only hide it.
         """
         if dry_run:
             chosen = self.snapshots(vm=vm, host=host)
-            return ForgetReport(dry_run=True, decisions=plan_retention(chosen, policy, zone))
+            decisions = self._keep_retained(plan_retention(chosen, policy, zone))
+            return ForgetReport(dry_run=True, decisions=decisions)
         with self._exclusive_lock("forget", assume_single_writer) as lock:
             # Decided under the lock: a backup may have finished since a dry run.
             chosen = self.snapshots(vm=vm, host=host)
-            report = ForgetReport(dry_run=False, decisions=plan_retention(chosen, policy, zone))
+            decisions = self._keep_retained(plan_retention(chosen, policy, zone))
+            report = ForgetReport(dry_run=False, decisions=decisions)
+            for decision in report.retained:
+                logger.info(
+                    "kept %s: %s", decision.snapshot.describe(), ", ".join(decision.reasons)
+                )
             for decision in report.removed:
                 lock.ensure_fresh()
                 self._target.delete(SNAPSHOT_PREFIX + decision.snapshot.id)
                 logger.info("forgot %s", decision.snapshot.describe())
             return report
+
+    def _keep_retained(self, decisions: list[RetentionDecision]) -> list[RetentionDecision]:
+        """Turn "remove" into "keep" for snapshots whose Object Lock retention has not ended."""
+        if not self._target.capabilities.object_lock:
+            return decisions
+        candidates = [d for d in decisions if not d.keep]
+        with ThreadPoolExecutor(4, "hyperv-backup-retention") as pool:
+            ends = list(
+                pool.map(
+                    lambda d: self._target.retention(SNAPSHOT_PREFIX + d.snapshot.id), candidates
+                )
+            )
+        now = datetime.now(timezone.utc)
+        retained = {
+            d.snapshot.id: end
+            for d, end in zip(candidates, ends, strict=True)
+            if end is not None and end > now
+        }
+        out = []
+        for decision in decisions:
+            end = retained.get(decision.snapshot.id)
+            if end is None:
+                out.append(decision)
+                continue
+            when = end.astimezone(timezone.utc).isoformat(" ", "seconds")
+            reason = f"retained until {when} (Object Lock): it cannot be deleted before then"
+            out.append(
+                dataclasses.replace(decision, keep=True, reasons=(reason,), retained_until=end)
+            )
+        return out
 
     def prune(
         self,
@@ -547,18 +642,23 @@ class Repository:
         """Delete packs no snapshot uses and rewrite the index (see prune.py).
 
         Dry run by default. ``repack_threshold`` (0-1): repack packs whose unused share is at
-        least this. Takes the exclusive lock: refuses while a backup runs.
+        least this. Takes the exclusive lock: refuses while a backup runs. Under it no other
+        process writes, so every unfinished upload on the target was abandoned by a killed
+        one: prune removes them whatever their age.
         """
         if repack_threshold is not None and not 0 < repack_threshold <= 1:
             raise RepositoryError("repack_threshold is a fraction between 0 and 1")
         with self._exclusive_lock("prune", assume_single_writer) as lock:
+            aborted = 0 if dry_run else self._abort_incomplete_uploads(timedelta(0))
             self._store.load_index()
-            return prune_repository(
+            report = prune_repository(
                 self._store,
                 dry_run=dry_run,
                 repack_threshold=repack_threshold,
                 ensure_locked=lock.ensure_fresh,
             )
+            report.uploads_aborted = aborted
+            return report
 
     def repair_index(self, *, assume_single_writer: bool = False) -> IndexRepairReport:
         """Rebuild what the index lacks from the packs' headers (see repair.py).

@@ -44,11 +44,16 @@ class RetentionPolicy(BaseModel):
 
 @dataclass(frozen=True)
 class RetentionDecision:
-    """One snapshot: kept or removed, and why (each rule that keeps it)."""
+    """One snapshot: kept or removed, and why (each rule that keeps it).
+
+    ``retained_until``: no rule keeps it, but Object Lock retains it until then, so it is
+    kept rather than deleted in name only.
+    """
 
     snapshot: Snapshot
     keep: bool
     reasons: tuple[str, ...] = ()
+    retained_until: datetime | None = None
 
 
 @dataclass
@@ -67,6 +72,11 @@ class ForgetReport:
     def removed(self) -> list[RetentionDecision]:
         """Snapshots removed (or to be removed)."""
         return [d for d in self.decisions if not d.keep]
+
+    @property
+    def retained(self) -> list[RetentionDecision]:
+        """Kept only because their Object Lock retention has not ended (part of ``kept``)."""
+        return [d for d in self.decisions if d.retained_until is not None]
 
 
 _Bucket = Callable[[datetime], object]

@@ -26,13 +26,14 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 
 from hyperv_backup.errors import IntegrityError, RepositoryError
 from hyperv_backup.repository.chunk_table import KEY_BYTES, ChunkLocation, ChunkTable
 from hyperv_backup.repository.codec import Codec
 from hyperv_backup.repository.index import INDEX_PREFIX, IndexWriter, read_index
 from hyperv_backup.repository.pack import BlobType, PackBuilder, PackedBlob, pack_key
-from hyperv_backup.targets.base import Target
+from hyperv_backup.targets.base import Target, retain_until_for
 
 __all__ = ["BlobStore", "Packer"]
 
@@ -67,10 +68,12 @@ class BlobStore:
         upload_threads: int = 3,
         pack_memory: int = 96 * 1024 * 1024,
         index_every_packs: int = 4,
+        retention: timedelta | None = None,
     ) -> None:
         self.target = target
         self.codec = codec
         self.pack_size = pack_size
+        self.retention = retention
         self._upload_threads = max(1, upload_threads)
         # A pack is sealed once it reaches pack_size, so it never needs more than one blob
         # beyond it. At least two buffers: one being filled while another uploads.
@@ -88,6 +91,10 @@ class BlobStore:
         self._loaded: set[str] = set()
         self.uploaded_packs = 0
         self.uploaded_bytes = 0
+
+    def retain_until(self) -> datetime | None:
+        """Object Lock retain-until for a pack or snapshot written now (None: no retention)."""
+        return retain_until_for(self.retention)
 
     # --- the index ----------------------------------------------------------------------------
 
@@ -210,7 +217,9 @@ class BlobStore:
         try:
             pack_id, data = slot.builder.build(self.codec)
             size = data.size
-            self.target.put_stream(pack_key(pack_id), data.stream(), size)
+            self.target.put_stream(
+                pack_key(pack_id), data.stream(), size, retain_until=self.retain_until()
+            )
             del data
             blobs = slot.builder.blobs
             # Indexed before the table knows it: anything a writer can dedup against is

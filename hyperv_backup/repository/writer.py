@@ -156,7 +156,15 @@ class SnapshotWriter:
                 stats=self._stats,
             )
             data = self._store.codec.seal(SNAPSHOT_KIND, snapshot.to_bytes())
-            if not self._store.target.put(SNAPSHOT_PREFIX + snapshot_id, data, if_absent=True):
+            # Retained like its packs: with Object Lock, nobody (not even stolen credentials)
+            # can remove the backup before the retention ends.
+            stored = self._store.target.put(
+                SNAPSHOT_PREFIX + snapshot_id,
+                data,
+                if_absent=True,
+                retain_until=self._store.retain_until(),
+            )
+            if not stored:
                 raise RepositoryError(f"snapshot id {snapshot_id} exists already; try again")
             self._state = "committed"
             logger.info(

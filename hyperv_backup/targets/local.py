@@ -3,6 +3,8 @@
 Writes are atomic — a temporary file in the same directory, fsync, rename — so a crash never
 leaves a half-written object under its real name. ``if_absent`` uses ``os.link`` of the
 finished temporary file, which fails if the name exists: create-exclusive without a window.
+A killed writer leaves only its ``.tmp-*`` file, which :meth:`LocalTarget.abort_incomplete_uploads`
+removes later. Retention is not supported: ``retain_until`` is accepted and ignored.
 """
 
 from __future__ import annotations
@@ -10,20 +12,20 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import BinaryIO
 
 from hyperv_backup.errors import TargetError
-from hyperv_backup.targets.base import ObjectInfo, TargetCapabilities
+from hyperv_backup.targets.base import DEFAULT_ABANDONED_AFTER, ObjectInfo, TargetCapabilities
 
 __all__ = ["LocalTarget"]
 
 _COPY_CHUNK = 4 * 1024 * 1024
+_TEMP_PREFIX = ".tmp-"
 
 
 def _etag(path: Path) -> str:
@@ -58,7 +60,7 @@ class LocalTarget:
 
     def _write_temp(self, path: Path, write: Callable[[BinaryIO], object]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=_TEMP_PREFIX)
         try:
             with os.fdopen(fd, "wb") as out:
                 write(out)
@@ -99,14 +101,42 @@ class LocalTarget:
             raise TargetError(f"cannot write {path}: {err.strerror or err}") from err
         return True
 
-    def put_stream(self, key: str, stream: BinaryIO, size: int) -> None:
-        """Atomic write of a stream."""
+    def put_stream(
+        self,
+        key: str,
+        stream: BinaryIO,
+        size: int,
+        *,
+        retain_until: datetime | None = None,
+    ) -> None:
+        """Atomic write of exactly ``size`` bytes of a stream. ``retain_until`` is ignored.
+        An error reading ``stream`` propagates as it is (it is not the target's)."""
         path = self._path(key)
+        source_error: list[BaseException] = []
+
+        def copy(out: BinaryIO) -> None:
+            left = size
+            while left > 0:
+                try:
+                    data = stream.read(min(_COPY_CHUNK, left))
+                except BaseException as err:
+                    source_error.append(err)
+                    raise
+                if not data:
+                    raise TargetError(
+                        f"the stream for {key!r} ended after {size - left} of the {size} bytes "
+                        "announced; nothing was stored."
+                    )
+                out.write(data)
+                left -= len(data)
+
         try:
-            tmp = self._write_temp(path, lambda out: shutil.copyfileobj(stream, out, _COPY_CHUNK))
+            tmp = self._write_temp(path, copy)
             os.replace(tmp, path)
             self._sync_dir(path.parent)
         except OSError as err:
+            if source_error and err is source_error[0]:
+                raise
             raise TargetError(f"cannot write {path}: {err.strerror or err}") from err
 
     def replace(self, key: str, data: bytes, *, if_etag: str) -> bool:
@@ -154,12 +184,16 @@ class LocalTarget:
         etag = _etag(path) if st.st_size <= 1024 * 1024 else None
         return ObjectInfo(key=key, size=st.st_size, modified=modified, etag=etag)
 
+    def retention(self, key: str) -> datetime | None:
+        """Always None: a local folder cannot retain objects."""
+        return None
+
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every object under ``prefix`` (temporary files excluded)."""
         base = self.root
         for dirpath, _dirs, files in os.walk(base):
             for name in files:
-                if name.startswith(".tmp-"):
+                if name.startswith(_TEMP_PREFIX):
                     continue
                 full = Path(dirpath, name)
                 key = full.relative_to(base).as_posix()
@@ -173,6 +207,22 @@ class LocalTarget:
         """Remove; absent is fine."""
         with contextlib.suppress(FileNotFoundError):
             self._path(key).unlink()
+
+    def abort_incomplete_uploads(self, older_than: timedelta = DEFAULT_ABANDONED_AFTER) -> int:
+        """Remove the temporary files of writes interrupted more than ``older_than`` ago
+        (a killed process leaves them); how many."""
+        cutoff = datetime.now(timezone.utc).timestamp() - older_than.total_seconds()
+        removed = 0
+        for dirpath, _dirs, files in os.walk(self.root):
+            for name in files:
+                if not name.startswith(_TEMP_PREFIX):
+                    continue
+                path = Path(dirpath, name)
+                with contextlib.suppress(FileNotFoundError):
+                    if path.stat().st_mtime <= cutoff:
+                        path.unlink()
+                        removed += 1
+        return removed
 
     def close(self) -> None:
         """Nothing to release."""

@@ -4,6 +4,11 @@ Opening the target checks the bucket, **probes** whether the server enforces con
 writes (some S3-compatible servers accept ``If-None-Match`` and silently ignore it, which would
 make repository locks worthless), and checks Object Lock when it is configured. What it found
 is in :attr:`S3Target.capabilities`.
+
+Object Lock retention is applied only to writes that pass ``retain_until``: locks and index
+objects must stay replaceable and deletable, so ``object_lock_days`` is not a blanket default
+for every key. It is offered as ``capabilities.default_retention``, which the repository (for
+packs and snapshots) and the plain layout (for every backup file) turn into ``retain_until``.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from hyperv_backup.errors import TargetError
 from hyperv_backup.targets import s3_multipart
-from hyperv_backup.targets.base import ObjectInfo, TargetCapabilities
+from hyperv_backup.targets.base import DEFAULT_ABANDONED_AFTER, ObjectInfo, TargetCapabilities
 from hyperv_backup.targets.s3_client import BOTO_ERRORS, S3Connection, connect
 
 if TYPE_CHECKING:
@@ -59,7 +64,12 @@ class S3Target:
         except BaseException:
             self._client.close()
             raise
-        self._capabilities = TargetCapabilities(conditional_writes=conditional, object_lock=lock)
+        days = settings.object_lock_days
+        self._capabilities = TargetCapabilities(
+            conditional_writes=conditional,
+            object_lock=lock,
+            default_retention=timedelta(days=days) if days is not None else None,
+        )
 
     def __repr__(self) -> str:
         return f"S3Target({self.settings.location!r})"
@@ -206,11 +216,8 @@ class S3Target:
         return True
 
     def _lock_args(self, retain_until: datetime | None) -> dict[str, Any]:
-        days = self.settings.object_lock_days
-        if retain_until is None and days is not None:
-            # The default for every write (packs via put_stream included): the repository's
-            # data stays immutable for object_lock_days even if credentials leak.
-            retain_until = datetime.now(timezone.utc) + timedelta(days=days)
+        # Only what the caller asks for: locks and index objects are replaced and deleted,
+        # so a blanket default would pile up undeletable versions (and break nothing less).
         if retain_until is None:
             return {}
         if not self._capabilities.object_lock:
@@ -234,8 +241,9 @@ class S3Target:
     ) -> bool:
         """One PUT (atomic on S3). ``if_absent`` sends ``If-None-Match: *``; a 412 means the
         key exists and returns False. ``retain_until`` sets Object Lock retention when the
-        bucket supports it, and is ignored otherwise (see :attr:`capabilities`); without it,
-        ``object_lock_days`` (when set) decides."""
+        bucket supports it, and is ignored otherwise (see :attr:`capabilities`); without it
+        the object is not retained (``object_lock_days`` is the callers' default, offered as
+        ``capabilities.default_retention``)."""
         full = self._full(key)
         if if_absent and not self._capabilities.conditional_writes and self.stat(key):
             # Best effort on servers that ignore the header; racy, as capabilities say.
@@ -247,17 +255,26 @@ class S3Target:
         except BOTO_ERRORS as exc:
             raise self._conn.error(exc, "write", repr(key)) from exc
 
-    def put_stream(self, key: str, stream: BinaryIO, size: int) -> None:
+    def put_stream(
+        self,
+        key: str,
+        stream: BinaryIO,
+        size: int,
+        *,
+        retain_until: datetime | None = None,
+    ) -> None:
         """Store ``size`` bytes of ``stream``: one PUT up to ``multipart_threshold``, else a
         multipart upload with the part size from :func:`~.s3_multipart.part_size_for`, at most
-        ``max_concurrency`` parts in memory, aborted on any failure."""
+        ``max_concurrency`` parts in memory, aborted on any failure. ``retain_until`` as for
+        :meth:`put`."""
         full = self._full(key)
         if size <= self.settings.multipart_threshold:
-            self.put(key, s3_multipart.read_exactly(stream, size, key=key, offset=0, total=size))
+            data = s3_multipart.read_exactly(stream, size, key=key, offset=0, total=size)
+            self.put(key, data, retain_until=retain_until)
             return
         part_size = s3_multipart.part_size_for(size, self.settings.part_size)
         logger.debug("uploading %r (%d bytes) in parts of %d bytes", key, size, part_size)
-        lock = self._lock_args(None)
+        lock = self._lock_args(retain_until)
         s3_multipart.upload(
             self._conn, self._uploads, full, stream, size, part_size=part_size, extra=lock
         )
@@ -398,7 +415,7 @@ class S3Target:
         retained version stays until its date.)"""
         self._delete_raw(self._full(key))
 
-    def abort_incomplete_uploads(self, older_than: timedelta = timedelta(days=1)) -> int:
+    def abort_incomplete_uploads(self, older_than: timedelta = DEFAULT_ABANDONED_AFTER) -> int:
         """Abort multipart uploads below the prefix started more than ``older_than`` ago —
         what killed processes left — except this target's own; returns how many."""
         cutoff = datetime.now(timezone.utc) - older_than

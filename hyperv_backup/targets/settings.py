@@ -73,7 +73,11 @@ class S3Settings(_Frozen):
     object_lock_days: int | None = Field(
         default=None,
         ge=1,
-        description="Retention for immutable backups; the bucket must have Object Lock on.",
+        description=(
+            "Retention for immutable backups; the bucket must have Object Lock on. Applied to "
+            "what backups add for good (repository packs and snapshots, plain backup files), "
+            "never to locks or index objects, which must stay replaceable."
+        ),
     )
     object_lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] = "GOVERNANCE"
 
