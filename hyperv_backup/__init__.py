@@ -37,6 +37,7 @@ from hyperv_backup.errors import (
     ConsistencyError,
     ExportError,
     HookError,
+    HostFileExistsError,
     HostFileNotFoundError,
     HyperVBackupError,
     InsufficientSpaceError,
@@ -56,7 +57,9 @@ from hyperv_backup.errors import (
     TLSError,
     TransferError,
     UnsupportedHostError,
+    VMImportError,
     VMNotFoundError,
+    WriteAccessDeniedError,
 )
 from hyperv_backup.hooks import HookContext
 from hyperv_backup.host import HyperVHost, check_host_supported
@@ -95,7 +98,14 @@ from hyperv_backup.results import (
     VMStatus,
 )
 from hyperv_backup.sink import CaptureSink, DirectorySink
-from hyperv_backup.transfer import FileReader, LocalPathReader, PSRPReader, SMBReader
+from hyperv_backup.transfer import (
+    FileReader,
+    FileWriter,
+    LocalPathReader,
+    PSRPReader,
+    SMBReader,
+    SMBWriter,
+)
 
 __version__ = "0.1.0"
 
@@ -128,11 +138,13 @@ __all__ = [
     "Exclusion",
     "ExportError",
     "FileReader",
+    "FileWriter",
     "HardDisk",
     "HookContext",
     "HookError",
     "HookOutcome",
     "Hooks",
+    "HostFileExistsError",
     "HostFileNotFoundError",
     "HostInfo",
     "HyperVBackupError",
@@ -160,6 +172,7 @@ __all__ = [
     "RepositoryError",
     "RetryPolicy",
     "SMBReader",
+    "SMBWriter",
     "ScriptTimeoutError",
     "Selection",
     "ShadowCopyError",
@@ -171,11 +184,13 @@ __all__ = [
     "TransferError",
     "UnsupportedHostError",
     "VMBackupResult",
+    "VMImportError",
     "VMInfo",
     "VMNotFoundError",
     "VMPlan",
     "VMState",
     "VMStatus",
+    "WriteAccessDeniedError",
     "__version__",
     "check_host_supported",
     "decide_consistency",

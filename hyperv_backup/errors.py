@@ -19,7 +19,8 @@ caller can catch everything with one ``except``. Below it::
     │   ├── CheckpointError               a checkpoint could not be created or removed
     │   │   └── ProductionCheckpointError the guest could not take a VSS snapshot
     │   ├── ExportError                   an export or the staging folder failed
-    │   │   └── InsufficientSpaceError    the staging volume is too full
+    │   │   └── InsufficientSpaceError    the staging (or restore) volume is too full
+    │   ├── VMImportError                 Import-VM of a restored VM was refused or failed
     │   ├── ShadowCopyError               a host VSS shadow copy failed
     │   ├── ReplicationError              suspending/resuming Hyper-V Replica failed
     │   ├── HookError                     a before/after command failed
@@ -28,9 +29,12 @@ caller can catch everything with one ``except``. Below it::
     ├── PassthroughDiskError              a VM has pass-through disks and policy is fail_vm
     ├── TargetError                       the storage target failed
     ├── TransferError                     (also OSError) a host file could not be read
+    │   │                                 or written
     │   ├── ShareNotFoundError            the SMB share does not exist on the host
     │   ├── HostFileNotFoundError         (also FileNotFoundError) no such file on the host
-    │   └── ReadAccessDeniedError         (also PermissionError) the account may not read it
+    │   ├── HostFileExistsError           (also FileExistsError) a restore would overwrite
+    │   ├── ReadAccessDeniedError         (also PermissionError) the account may not read it
+    │   └── WriteAccessDeniedError        (also PermissionError) the account may not write it
     └── RepositoryError                   the backup repository is unusable
         ├── IntegrityError                stored data does not match its hash
         ├── LockedError                   another process holds the repository lock
@@ -54,6 +58,7 @@ __all__ = [
     "ConsistencyError",
     "ExportError",
     "HookError",
+    "HostFileExistsError",
     "HostFileNotFoundError",
     "HyperVBackupError",
     "InsufficientSpaceError",
@@ -73,7 +78,9 @@ __all__ = [
     "TargetError",
     "TransferError",
     "UnsupportedHostError",
+    "VMImportError",
     "VMNotFoundError",
+    "WriteAccessDeniedError",
     "WrongPasswordError",
 ]
 
@@ -176,7 +183,8 @@ class ExportError(RemoteScriptError):
 
 
 class InsufficientSpaceError(ExportError):
-    """The staging volume on the host has less free space than the export needs."""
+    """The staging volume on the host has less free space than the export needs (or, for a
+    restore onto the host, the destination volume less than the restore needs)."""
 
 
 class ShadowCopyError(RemoteScriptError):
@@ -189,6 +197,11 @@ class ReplicationError(RemoteScriptError):
 
 class HookError(RemoteScriptError):
     """A before/after command reported a failure."""
+
+
+class VMImportError(RemoteScriptError):
+    """Importing a restored VM on the host was refused (its name is taken, ``Compare-VM``
+    reported incompatibilities, the import folder is not empty) or failed."""
 
 
 class AccessDeniedError(RemoteScriptError, PermissionError):
@@ -210,7 +223,8 @@ class TargetError(HyperVBackupError):
 
 
 class TransferError(HyperVBackupError, OSError):
-    """A file on the host could not be read (over SMB or PowerShell Remoting).
+    """A file on the host could not be read (over SMB or PowerShell Remoting), or written
+    (a restore over SMB).
 
     Also an :class:`OSError`, as a reader's errors are: code that handles a local read failure
     handles these too.
@@ -227,6 +241,14 @@ class HostFileNotFoundError(TransferError, FileNotFoundError):
 
 class ReadAccessDeniedError(TransferError, PermissionError):
     """The account may not read the share or the file."""
+
+
+class HostFileExistsError(TransferError, FileExistsError):
+    """A file the restore would write exists on the host (and overwriting was not asked)."""
+
+
+class WriteAccessDeniedError(TransferError, PermissionError):
+    """The account may not write to the share or the folder."""
 
 
 class RepositoryError(HyperVBackupError):

@@ -20,7 +20,7 @@ import typer
 
 from hyperv_backup.cli.backup_commands import backup, cleanup, plan
 from hyperv_backup.cli.host_commands import inventory
-from hyperv_backup.cli.options import with_connection
+from hyperv_backup.cli.options import with_connection, with_optional_connection
 from hyperv_backup.cli.repository_commands import check, forget, init, prune, restore, snapshots
 from hyperv_backup.cli.simulator_commands import demo, simulator_serve
 from hyperv_backup.results import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
@@ -49,8 +49,11 @@ app.command("inventory")(with_connection(inventory))
 app.command("plan")(with_connection(plan))
 app.command("backup")(with_connection(backup))
 app.command("cleanup")(with_connection(cleanup))
-for command in (init, snapshots, check, restore, forget, prune):
+for command in (init, snapshots, check):
     app.command()(command)
+app.command("restore")(with_optional_connection(restore))
+for maintenance in (forget, prune):
+    app.command()(maintenance)
 app.command()(demo)
 simulator_app.command("serve")(simulator_serve)
 

@@ -26,18 +26,26 @@ from hyperv_backup.policy import (
     Selection,
 )
 from hyperv_backup.results import EXIT_USAGE
-from hyperv_backup.transfer import FileReader, LocalPathReader, SMBReader
+from hyperv_backup.transfer import FileReader, LocalPathReader, SMBReader, SMBWriter
 
 __all__ = [
     "build_policy",
     "build_reader",
     "build_selection",
     "build_settings",
+    "build_writer",
     "with_connection",
+    "with_optional_connection",
 ]
 
 HostOpt = Annotated[
     str, typer.Option("--host", "-H", help="Hyper-V host name or IP.", envvar="HYPERV_BACKUP_HOST")
+]
+OptionalHostOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--host", "-H", help="Hyper-V host name or IP (for --to-host).", envvar="HYPERV_BACKUP_HOST"
+    ),
 ]
 PortOpt = Annotated[
     int | None, typer.Option(help="WinRM port (default 5986 with TLS, 5985 without).")
@@ -253,6 +261,33 @@ def build_reader(
     )
 
 
+def build_writer(
+    settings: ConnectionSettings,
+    *,
+    smb_port: int = 445,
+    smb_shares: list[str] | None = None,
+    smb_encrypt: bool = True,
+) -> SMBWriter:
+    """How files are written onto the host: SMB, with the connection's account."""
+    if not settings.username or settings.password is None:
+        fail(
+            ConfigError(
+                "Files are written onto the host over SMB with the connection's user and "
+                "password; give --username and a password."
+            ),
+            EXIT_USAGE,
+        )
+    shares = _pairs(smb_shares, "--smb-share", "HOSTPREFIX=SHARE") if smb_shares else None
+    return SMBWriter(
+        settings.host,
+        port=smb_port,
+        username=settings.username,
+        password=settings.password,
+        shares=shares,
+        encrypt=smb_encrypt,
+    )
+
+
 def _pairs(values: list[str], option: str, shape: str) -> dict[str, str]:
     mapping: dict[str, str] = {}
     for pair in values:
@@ -282,17 +317,41 @@ def with_connection(command: Callable[..., None]) -> Callable[..., None]:
     typer reads a command's options from its signature, so the wrapper presents the
     command's own parameters (minus ``settings``) followed by the shared connection ones.
     """
+    return _with_connection(command, optional=False)
+
+
+def with_optional_connection(command: Callable[..., None]) -> Callable[..., None]:
+    """Like :func:`with_connection` for a command that needs a host only sometimes.
+
+    ``--host`` is optional; the command receives ``connect``: None without ``--host``, else
+    a function that builds the settings — called only when the host is needed, so that a
+    command that does not need it never prompts for its password.
+    """
+    return _with_connection(command, optional=True)
+
+
+def _with_connection(command: Callable[..., None], *, optional: bool) -> Callable[..., None]:
+    injected = "connect" if optional else "settings"
+    options = dict(_CONNECTION_OPTIONS)
+    if optional:
+        options["host"] = (OptionalHostOpt, None)
     signature = inspect.signature(command, eval_str=True)
-    own = [p for p in signature.parameters.values() if p.name != "settings"]
+    own = [p for p in signature.parameters.values() if p.name != injected]
     shared = [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=default)
-        for name, (kind, default) in _CONNECTION_OPTIONS.items()
+        for name, (kind, default) in options.items()
     ]
 
     @functools.wraps(command)
     def wrapper(**values: Any) -> None:
-        connection = {name: values.pop(name) for name in _CONNECTION_OPTIONS}
-        command(settings=build_settings(**connection), **values)
+        connection = {name: values.pop(name) for name in options}
+        if not optional:
+            command(settings=build_settings(**connection), **values)
+            return
+        connect = (
+            None if connection["host"] is None else functools.partial(build_settings, **connection)
+        )
+        command(connect=connect, **values)
 
     keyword_only = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
     wrapper.__signature__ = signature.replace(parameters=[*keyword_only, *shared])  # type: ignore[attr-defined]

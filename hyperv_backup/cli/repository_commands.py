@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +13,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from hyperv_backup.cli.console import err, fail, out
+from hyperv_backup.cli.host_restore import (
+    HostRestoreRequest,
+    SmbPlainOpt,
+    SmbPortOpt,
+    SmbShareOpt,
+    restore_onto_host,
+)
 from hyperv_backup.cli.options import JsonOpt
 from hyperv_backup.cli.repository_options import (
     PasswordFileOpt,
@@ -24,6 +32,7 @@ from hyperv_backup.cli.repository_options import (
     open_repository,
     read_password,
 )
+from hyperv_backup.config import ConnectionSettings
 from hyperv_backup.errors import ConfigError, HyperVBackupError
 from hyperv_backup.render import format_bytes
 from hyperv_backup.repository import Repository, RetentionPolicy
@@ -160,8 +169,39 @@ def check(
 
 def restore(
     snapshot: Annotated[str, typer.Argument(help="Backup id (or a unique prefix of it).")],
-    to: Annotated[Path, typer.Option("--to", help="Folder to restore into.")],
     repo: RepoOpt,
+    connect: Callable[[], ConnectionSettings] | None,
+    to: Annotated[
+        Path | None, typer.Option("--to", help="Folder on this machine to restore into.")
+    ] = None,
+    to_host: Annotated[
+        str | None,
+        typer.Option(
+            "--to-host",
+            help="Folder on the Hyper-V host (--host) to restore into over SMB, e.g. "
+            "'D:\\Restore'.",
+        ),
+    ] = None,
+    import_vm: Annotated[
+        bool,
+        typer.Option(
+            "--import",
+            help="With --to-host: then import the VM on the host as a new VM (new id, "
+            "not started).",
+        ),
+    ] = False,
+    new_name: Annotated[
+        str | None,
+        typer.Option(help="With --import: the new VM's name (needed while the original exists)."),
+    ] = None,
+    import_to: Annotated[
+        str | None,
+        typer.Option(
+            "--import-to",
+            help="With --import: a new host folder for the VM's files "
+            "(default <to-host>\\Hyper-V\\<name>).",
+        ),
+    ] = None,
     path: Annotated[
         list[str] | None, typer.Option(help="Only files under this relative path (repeatable).")
     ] = None,
@@ -170,13 +210,47 @@ def restore(
     s3_endpoint: S3EndpointOpt = None,
     s3_region: S3RegionOpt = None,
     s3_profile: S3ProfileOpt = None,
+    smb_port: SmbPortOpt = 445,
+    smb_share: SmbShareOpt = None,
+    smb_no_encryption: SmbPlainOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Restore a VM backup into the Export-VM folder layout, verifying every file's hash.
 
-    The result can be imported on a Hyper-V host with Import-VM.
+    With --to, into a folder here (import it on a host with Import-VM). With --to-host,
+    straight onto the Hyper-V host over SMB; with --import the host then imports it as a new
+    VM (Import-VM -Copy -GenerateNewId; never over the original, never started).
     """
-    with open_repository(_options(repo, s3_endpoint, s3_region, s3_profile, password_file)) as r:
+    options = _options(repo, s3_endpoint, s3_region, s3_profile, password_file)
+    if (to is None) == (to_host is None):
+        fail(
+            ConfigError(
+                "Give exactly one of --to FOLDER (restore on this machine) and --to-host "
+                "HOSTFOLDER (restore onto the Hyper-V host given by --host)."
+            ),
+            EXIT_USAGE,
+        )
+    if to_host is not None:
+        if connect is None:
+            fail(ConfigError("--to-host needs the host: give --host and its account."), EXIT_USAGE)
+        request = HostRestoreRequest(
+            snapshot=snapshot,
+            destination=to_host,
+            import_vm=import_vm,
+            new_name=new_name,
+            import_to=import_to,
+            paths=path,
+            overwrite=overwrite,
+            smb_port=smb_port,
+            smb_shares=smb_share,
+            smb_encrypt=not smb_no_encryption,
+        )
+        restore_onto_host(options, connect(), request, as_json=as_json)
+        return
+    if import_vm or new_name or import_to:
+        fail(ConfigError("--import, --new-name and --import-to go with --to-host."), EXIT_USAGE)
+    assert to is not None
+    with open_repository(options) as r:
         try:
             report = r.restore(snapshot, to, paths=path, overwrite=overwrite)
         except HyperVBackupError as error:

@@ -18,7 +18,8 @@ against its model with exactly this table.
 Error kinds a script may report (mapped to exceptions in ``remote/classify.py``):
 ``vm_not_found``, ``unsupported_host``, ``checkpoint``, ``production_checkpoint_failed``,
 ``export``, ``insufficient_space``, ``shadow``, ``replication``, ``hook``, ``access_denied``,
-and ``unexpected`` (then Hyper-V's own message and FullyQualifiedErrorId are classified).
+``import``, and ``unexpected`` (then Hyper-V's own message and FullyQualifiedErrorId are
+classified).
 """
 
 from __future__ import annotations
@@ -31,12 +32,16 @@ from hyperv_backup.ps_scripts.contracts import (
     ExportResult,
     FileChunk,
     FileRole,
+    FreeSpace,
     GetBackupLeftoversParams,
+    GetFreeSpaceParams,
     GetHostInfoParams,
     GetInventoryParams,
     GetVMFilesParams,
     HookResult,
     HostFile,
+    ImportedVM,
+    ImportVMParams,
     InventoryResult,
     InvokeHookParams,
     LeftoverCheckpoint,
@@ -62,6 +67,7 @@ from hyperv_backup.ps_scripts.contracts import (
     VMExportParams,
     VMFiles,
     VMStateChange,
+    VolumeSpace,
     is_shadow_device_path,
 )
 from hyperv_backup.ps_scripts.spec import MARKER_PREFIX, ScriptParams, ScriptSpec, marker_of
@@ -73,12 +79,16 @@ __all__ = [
     "ExportResult",
     "FileChunk",
     "FileRole",
+    "FreeSpace",
     "GetBackupLeftoversParams",
+    "GetFreeSpaceParams",
     "GetHostInfoParams",
     "GetInventoryParams",
     "GetVMFilesParams",
     "HookResult",
     "HostFile",
+    "ImportVMParams",
+    "ImportedVM",
     "InventoryResult",
     "InvokeHookParams",
     "LeftoverCheckpoint",
@@ -106,6 +116,7 @@ __all__ = [
     "VMExportParams",
     "VMFiles",
     "VMStateChange",
+    "VolumeSpace",
     "is_shadow_device_path",
     "marker_of",
     "script_spec",
@@ -138,6 +149,9 @@ SCRIPTS: dict[str, ScriptSpec[Any, Any]] = {
         ScriptSpec("new-staging-share", NewStagingShareParams, StagingShare),
         ScriptSpec("remove-staging-share", RemoveStagingShareParams, RemovalResult),
         ScriptSpec("read-file-chunk", ReadFileChunkParams, FileChunk),
+        ScriptSpec("get-free-space", GetFreeSpaceParams, FreeSpace),
+        # Import-VM -Copy copies every disk on the host: hours for a large VM.
+        ScriptSpec("import-vm", ImportVMParams, ImportedVM, 24 * _HOUR),
     )
 }
 """Every script hyperv-backup can run, by name."""

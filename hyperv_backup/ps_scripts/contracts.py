@@ -27,12 +27,16 @@ __all__ = [
     "ExportResult",
     "FileChunk",
     "FileRole",
+    "FreeSpace",
     "GetBackupLeftoversParams",
+    "GetFreeSpaceParams",
     "GetHostInfoParams",
     "GetInventoryParams",
     "GetVMFilesParams",
     "HookResult",
     "HostFile",
+    "ImportVMParams",
+    "ImportedVM",
     "InventoryResult",
     "InvokeHookParams",
     "LeftoverCheckpoint",
@@ -58,6 +62,7 @@ __all__ = [
     "VMExportParams",
     "VMFiles",
     "VMStateChange",
+    "VolumeSpace",
     "is_shadow_device_path",
 ]
 
@@ -442,3 +447,79 @@ class FileChunk(_Result):
     data: str
     eof: bool
     size: float = Field(ge=0)
+
+
+# --- restoring onto the host -----------------------------------------------------------------
+
+_DRIVE_PATH = re.compile(r"^[A-Za-z]:\\")
+
+
+def _drive_path(value: str) -> str:
+    # A folder on one of the host's drives: a UNC or device path would reach past the host.
+    if not _DRIVE_PATH.match(value):
+        raise ValueError(f"{value!r} is not a folder on a drive of the host (e.g. D:\\Restore)")
+    return value
+
+
+class GetFreeSpaceParams(ScriptParams):
+    """``get-free-space``: the free space of the volume (or share) that holds each ``Path``,
+    measured at the nearest folder that exists (a restore's destination may not exist yet).
+    A path on no volume the host can reach fails with kind ``unexpected``."""
+
+    paths: list[str] = Field(alias="Path", min_length=1)
+
+
+class VolumeSpace(_Result):
+    """One path of ``get-free-space``, the volume that holds it and that volume's free bytes."""
+
+    path: str = Field(description="The path as given.")
+    volume: str = Field(
+        description="The volume's identity: the same for two paths on one volume "
+        "(\\\\?\\Volume{GUID}\\, or \\\\server\\share for a share)."
+    )
+    free_bytes: float = Field(ge=0)
+
+
+class FreeSpace(_Result):
+    """One entry per path, in the order given."""
+
+    volumes: list[VolumeSpace]
+
+
+class ImportVMParams(ScriptParams):
+    """``import-vm``: import a VM restored into the Export-VM layout at ``Path`` as a new VM.
+
+    ``Compare-VM`` first (every incompatibility it reports fails the import, kind
+    ``import``, before anything is imported); then ``Import-VM -Copy -GenerateNewId`` with
+    every file of the new VM under ``VirtualMachinePath`` (``Virtual Machines``,
+    ``Snapshots``, ``Virtual Hard Disks``), which must be empty or absent; then
+    ``Rename-VM`` to ``NewName``. A VM of the resulting name on the host is refused (kind
+    ``import``): a copy never takes the name, nor the id, of a VM that exists."""
+
+    path: str = Field(alias="Path", min_length=3)
+    virtual_machine_path: str = Field(alias="VirtualMachinePath", min_length=3)
+    new_name: str | None = Field(default=None, alias="NewName", min_length=1, max_length=100)
+
+    @field_validator("path", "virtual_machine_path")
+    @classmethod
+    def _on_a_drive(cls, value: str) -> str:
+        return _drive_path(value)
+
+
+class ImportedVM(_Result):
+    """The VM ``import-vm`` made: its new id and name, and where its files are."""
+
+    id: UUID
+    name: str
+    original_id: UUID = Field(description="The id in the restored configuration.")
+    original_name: str = Field(description="The name in the restored configuration.")
+    path: str = Field(description="The new VM's folder (VirtualMachinePath).")
+    disks: list[str] = Field(
+        default_factory=list, description="The virtual-disk files its drives use now."
+    )
+    state: str
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What was changed on the copy for safety, e.g. pass-through drives "
+        "detached (the copy must never share a physical disk with the original).",
+    )

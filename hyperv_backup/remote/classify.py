@@ -22,6 +22,7 @@ from hyperv_backup.errors import (
     ReplicationError,
     ShadowCopyError,
     UnsupportedHostError,
+    VMImportError,
     VMNotFoundError,
 )
 from hyperv_backup.remote.envelope import Failure
@@ -40,6 +41,7 @@ _BY_KIND: dict[str, type[RemoteScriptError]] = {
     "replication": ReplicationError,
     "hook": HookError,
     "access_denied": AccessDeniedError,
+    "import": VMImportError,
 }
 
 # English hosts: "The virtual machine '<name>' cannot start a backup operation because it is

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from hyperv_backup.repository.check import AffectedFile, CheckProblem, CheckReport
 from hyperv_backup.repository.config import RepositoryConfig
+from hyperv_backup.repository.host_restore import HostRestoreReport, restore_to_host
 from hyperv_backup.repository.lock import LockInfo
 from hyperv_backup.repository.prune import PruneReport
 from hyperv_backup.repository.repair import IndexRepairReport
@@ -39,6 +40,7 @@ __all__ = [
     "CheckProblem",
     "CheckReport",
     "ForgetReport",
+    "HostRestoreReport",
     "IndexRepairReport",
     "LockInfo",
     "PruneReport",
@@ -51,5 +53,6 @@ __all__ = [
     "SnapshotFile",
     "SnapshotStats",
     "SnapshotWriter",
+    "restore_to_host",
     "vm_folder_name",
 ]

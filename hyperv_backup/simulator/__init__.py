@@ -13,11 +13,14 @@ HTTPS with a freshly generated self-signed CA (``sim.ca_pem``) and Basic authent
 the default; NTLM is offered too.
 
 ``Simulator(smb=True)`` also runs Samba on a loopback port (needs the ``samba`` package and
-root): every drive of the host is its administrative share (``D$`` → ``<host_root>/D``), and
-staging shares made by ``new-staging-share`` are served too (a share on a shadow copy's
-device serves that shadow's frozen files), so that
-:class:`~hyperv_backup.transfer.smb.SMBReader` reads the emulated host as a real one
-(``sim.smb_reader()``). The SMB login is the scenario's account, as on a Windows host.
+root): every drive of the host is its administrative share (``D$`` → ``<host_root>/D``,
+writable, as an administrative share is to an administrator), and staging shares made by
+``new-staging-share`` are served too (read-only; a share on a shadow copy's device serves
+that shadow's frozen files), so that :class:`~hyperv_backup.transfer.smb.SMBReader` reads
+the emulated host as a real one (``sim.smb_reader()``) and
+:class:`~hyperv_backup.transfer.smb_writer.SMBWriter` restores onto it
+(``sim.smb_writer()``; what it writes lands under ``host_root``). The SMB login is the
+scenario's account, as on a Windows host.
 
 The host is file-backed: its drives are folders under ``sim.host_root`` (``D:\\`` is
 ``<host_root>/D``, see ``sim.path_map()``), holding every VM's configuration, state and disk
@@ -44,7 +47,7 @@ from hyperv_backup.simulator.emulator import (
     HostEvent,
     RecordedCall,
 )
-from hyperv_backup.simulator.samba import SambaError, SambaServer
+from hyperv_backup.simulator.samba import SambaError, SambaServer, SambaShare
 from hyperv_backup.simulator.scenario import (
     FaultSpec,
     Scenario,
@@ -53,6 +56,7 @@ from hyperv_backup.simulator.scenario import (
 )
 from hyperv_backup.simulator.wsman import WSManServer, generate_tls_material
 from hyperv_backup.transfer.smb import SMBReader
+from hyperv_backup.transfer.smb_writer import SMBWriter
 
 __all__ = [
     "DiskImages",
@@ -171,7 +175,11 @@ class Simulator:
         # The Windows account ('CORP\\backup', 'backup@corp' or 'administrator') logs in as the
         # Unix user behind the server, by its user name.
         account = creds.username.replace("/", "\\").split("\\")[-1].split("@")[0]
-        shares = {f"{drive}$": self.host_root / drive for drive in self.emulator.state.fs.drives}
+        # Writable: an administrative share lets an administrator write (a restore does).
+        shares = [
+            SambaShare(f"{drive}$", self.host_root / drive, read_only=False)
+            for drive in self.emulator.state.fs.drives
+        ]
         samba = SambaServer(
             shares, password=creds.password, aliases=[account.casefold()], host=self._host
         )
@@ -247,6 +255,13 @@ class Simulator:
         options.setdefault("username", self.smb_username)
         options.setdefault("password", self.smb_password)
         return SMBReader(self.smb_server, **options)
+
+    def smb_writer(self, **options: Any) -> SMBWriter:
+        """An :class:`SMBWriter` of this host (``smb=True`` only); ``options`` go to it."""
+        options.setdefault("port", self.smb_port)
+        options.setdefault("username", self.smb_username)
+        options.setdefault("password", self.smb_password)
+        return SMBWriter(self.smb_server, **options)
 
     def _samba_running(self) -> SambaServer:
         if self.samba is None:

@@ -8,7 +8,8 @@ PowerShell would: an unknown command or parameter becomes a terminating error re
 The host is stateful and file-backed: at :meth:`EmulatedHost.start` every VM's files are
 written under a host root folder (see :mod:`.hostfs`), and the scripts change VMs and files
 as Hyper-V would (:mod:`.scripts_checkpoints`, :mod:`.scripts_storage`,
-:mod:`.scripts_replication`). Everything it did is in :attr:`EmulatedHost.events`.
+:mod:`.scripts_replication`, :mod:`.scripts_restore`). Everything it did is in
+:attr:`EmulatedHost.events`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from hyperv_backup.simulator import scripts_checkpoints as checkpoints
 from hyperv_backup.simulator import scripts_files as files
 from hyperv_backup.simulator import scripts_inventory as inventory
 from hyperv_backup.simulator import scripts_replication as replication
+from hyperv_backup.simulator import scripts_restore as restore
 from hyperv_backup.simulator import scripts_shadow as shadow
 from hyperv_backup.simulator import scripts_smb as smb
 from hyperv_backup.simulator import scripts_storage as storage
@@ -82,6 +84,8 @@ _HANDLERS: dict[str, _Handler] = {
     "new-staging-share": smb.new_staging_share,
     "remove-staging-share": smb.remove_staging_share,
     "read-file-chunk": files.read_file_chunk,
+    "get-free-space": restore.get_free_space,
+    "import-vm": restore.import_vm,
 }
 HANDLED_SCRIPTS = frozenset(_HANDLERS)
 """The scripts the emulated host answers."""

@@ -52,6 +52,7 @@ _CMDLETS = {
     "resume-vm": "ResumeVM",
     "suspend-vm-replication": "SuspendVMReplication",
     "resume-vm-replication": "ResumeVMReplication",
+    "import-vm": "ImportVM",
 }
 # Where each script takes an injected fault other than at its start (see FaultSpec).
 _FAULT_STAGES: dict[str, dict[str, str]] = {

@@ -403,6 +403,12 @@ class VMRuntime:
                     f"{d.controller_location}",
                     "path": disk.path if disk is not None else None,
                     "passthrough_disk": d.passthrough_disk_number,
+                    # The file, then its parents: what a real differencing disk records in
+                    # its own header (parent locators). The emulated import follows it.
+                    "chain": [
+                        {"path": f.path, "vhd_type": f.vhd_type, "size": f.size}
+                        for f in (disk.chain() if disk is not None else [])
+                    ],
                 }
                 for d, disk in zip(self.drives, disks, strict=True)
             ],

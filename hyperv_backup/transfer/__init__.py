@@ -8,17 +8,32 @@ reader (a slow fallback where SMB is blocked), all on the same protocol.
 A reader that can also map a host folder to a share made at run time
 (:class:`ShareMappingReader`, e.g. :class:`SMBReader`) lets the engine share what it cannot
 read otherwise: a VSS shadow copy, whose folder link on the host an SMB client cannot follow.
+
+A :class:`FileWriter` (:class:`SMBWriter`) goes the other way: a restore writes a VM's files
+back onto the host through it, each file appearing under its name only once complete.
 """
 
 from __future__ import annotations
 
+from types import TracebackType
 from typing import BinaryIO, Protocol, runtime_checkable
 
 from hyperv_backup.transfer.local import LocalPathReader
 from hyperv_backup.transfer.psrp import PSRPReader
 from hyperv_backup.transfer.smb import SMBReader
+from hyperv_backup.transfer.smb_writer import SMBUpload, SMBWriter
 
-__all__ = ["FileReader", "LocalPathReader", "PSRPReader", "SMBReader", "ShareMappingReader"]
+__all__ = [
+    "FileReader",
+    "FileUpload",
+    "FileWriter",
+    "LocalPathReader",
+    "PSRPReader",
+    "SMBReader",
+    "SMBUpload",
+    "SMBWriter",
+    "ShareMappingReader",
+]
 
 
 class FileReader(Protocol):
@@ -43,4 +58,57 @@ class ShareMappingReader(Protocol):
 
     def unmap_share(self, host_prefix: str) -> bool:
         """Forget the mapping of ``host_prefix``; False if there was none."""
+        ...
+
+
+class FileUpload(Protocol):
+    """One host file being written; it appears under its name only when committed."""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Append ``data``."""
+        ...
+
+    def skip(self, length: int) -> None:
+        """Append ``length`` zero bytes (without sending them, where the writer can)."""
+        ...
+
+    def commit(self) -> None:
+        """Finish the file and give it its name."""
+        ...
+
+    def abort(self) -> None:
+        """Drop the file (a no-op once committed)."""
+        ...
+
+    def __enter__(self) -> FileUpload:
+        """The upload itself."""
+        ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Abort unless committed."""
+        ...
+
+
+class FileWriter(Protocol):
+    """Writes files to host paths."""
+
+    def reachable(self, host_path: str) -> bool:
+        """True when this writer can write ``host_path`` (decided without the network)."""
+        ...
+
+    def exists(self, host_path: str) -> bool:
+        """True when a file or folder exists at ``host_path``."""
+        ...
+
+    def makedirs(self, host_folder: str) -> None:
+        """Create the folder and its missing parents."""
+        ...
+
+    def create(self, host_path: str, *, overwrite: bool = False) -> FileUpload:
+        """Start writing ``host_path``; an existing file is refused unless ``overwrite``."""
         ...

@@ -15,65 +15,32 @@ share made for one backup can be added while the reader is in use (:meth:`SMBRea
 Streams read ahead on a background thread with several large reads in flight (see
 :mod:`.smb_stream`), SMB 3 encryption is on by default, and one session per server is set up
 once and shared by every thread. Errors come out typed and say what to check; the password
-never appears in them.
+never appears in them. The mapping and the session live in :mod:`.smb_session`, shared with
+the writer that restores onto the host (:mod:`.smb_writer`).
 """
 
 from __future__ import annotations
 
 import io
-import logging
-import ntpath
-import re
-import socket
-import threading
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO
 
 import smbclient
 from pydantic import SecretStr
-from smbprotocol.exceptions import (
-    SMBAuthenticationError,
-    SMBConnectionClosed,
-    SMBException,
-    SMBOSError,
-    SMBResponseException,
-)
+from smbprotocol.exceptions import SMBOSError
 
-from hyperv_backup.errors import (
-    AuthenticationError,
-    ConfigError,
-    ConnectionError,
-    ConnectionTimeoutError,
-    HyperVBackupError,
-    TransferError,
-)
-from hyperv_backup.transfer.smb_errors import translate_status
+from hyperv_backup.errors import ConfigError
+from hyperv_backup.transfer.smb_session import AuthProtocol, SMBSession, unc_path
 from hyperv_backup.transfer.smb_stream import PrefetchingSMBStream
 
 __all__ = ["SMBReader", "unc_path"]
 
-logger = logging.getLogger(__name__)
-
 MiB = 2**20
-_DRIVE = re.compile(r"^([A-Za-z]):(?:\\|$)")
-_SHARE_NAME = re.compile(r'^[^\\/:*?"<>|]{1,80}$')
-AuthProtocol = Literal["negotiate", "ntlm", "kerberos"]
 _NETWORK_NAME_DELETED = 0xC00000C9
 
 
-def _normalise(host_path: str) -> str:
-    # Either separator; '.' and '..' resolved, as Windows would before opening.
-    return ntpath.normpath(host_path.replace("/", "\\"))
-
-
-def unc_path(server: str, share: str, rest: str = "") -> str:
-    """``\\\\server\\share\\rest``."""
-    tail = rest.strip("\\")
-    return f"\\\\{server}\\{share}" + (f"\\{tail}" if tail else "")
-
-
-class SMBReader:
+class SMBReader(SMBSession):
     """Opens host files over SMB (see the module docstring); a context manager.
 
     ``server``: the host's name or address, as SMB clients reach it. ``shares``: host path
@@ -82,6 +49,8 @@ class SMBReader:
     8 MiB for Windows and Samba); ``read_ahead``: reads in flight per open file.
     ``auth_protocol``: ``negotiate`` (Kerberos, falling back to NTLM), ``ntlm``, ``kerberos``.
     """
+
+    _verb = "reading"
 
     def __init__(
         self,
@@ -97,33 +66,22 @@ class SMBReader:
         timeout: float = 30.0,
         auth_protocol: AuthProtocol = "negotiate",
     ) -> None:
-        if not server or "\\" in server or "/" in server:
-            raise ConfigError(f"SMB server {server!r}: give a host name or address, no path")
         if read_size < 64 * 1024:
             raise ConfigError(f"read_size {read_size} is below one SMB credit (64 KiB)")
         if read_ahead < 1:
             raise ConfigError(f"read_ahead {read_ahead} must be at least 1")
-        self.server = server
-        self.port = port
-        self.username = username
-        self._password = password if isinstance(password, SecretStr) else SecretStr(password)
-        self.encrypt = encrypt
+        super().__init__(
+            server,
+            port=port,
+            username=username,
+            password=password,
+            shares=shares,
+            encrypt=encrypt,
+            timeout=timeout,
+            auth_protocol=auth_protocol,
+        )
         self.read_size = read_size
         self.read_ahead = read_ahead
-        self.timeout = timeout
-        self.auth_protocol: AuthProtocol = auth_protocol
-        self._lock = threading.Lock()
-        self._credit_lock = threading.Lock()
-        self._cache: dict[str, Any] = {}  # our own smbclient connection pool
-        self._registered = False
-        self._prefixes: dict[str, tuple[str, str]] = {}
-        self.admin_shares = shares is None
-        for prefix, share in (shares or {}).items():
-            self.map_share(prefix, share)
-
-    def __repr__(self) -> str:
-        how = "admin shares" if self.admin_shares else f"{len(self._prefixes)} share mapping(s)"
-        return f"SMBReader({self.server}:{self.port}, {self.username!r}, {how})"
 
     def __enter__(self) -> SMBReader:
         return self
@@ -136,44 +94,6 @@ class SMBReader:
     ) -> None:
         self.close()
 
-    # --- mapping ---------------------------------------------------------------------------
-
-    def map_share(self, host_prefix: str, share: str) -> None:
-        """Read files under ``host_prefix`` through ``share`` (``name`` or ``name\\folder``)."""
-        prefix = _normalise(host_prefix).rstrip("\\")
-        if not prefix or ntpath.splitdrive(prefix + "\\")[0] == "":
-            raise ConfigError(f"share prefix {host_prefix!r} is not an absolute host path")
-        name, _, folder = share.strip("\\").partition("\\")
-        if not _SHARE_NAME.fullmatch(name):
-            raise ConfigError(f"{share!r} is not a valid SMB share name")
-        with self._lock:
-            self._prefixes[prefix.casefold()] = (name, folder)
-
-    def unmap_share(self, host_prefix: str) -> bool:
-        """Forget a mapping added with :meth:`map_share`; False if there was none."""
-        key = _normalise(host_prefix).rstrip("\\").casefold()
-        with self._lock:
-            return self._prefixes.pop(key, None) is not None
-
-    def unc(self, host_path: str) -> str | None:
-        """The UNC path ``host_path`` is read from, or None when no share covers it."""
-        path = _normalise(host_path)
-        folded = path.casefold()
-        with self._lock:
-            prefixes = sorted(self._prefixes.items(), key=lambda kv: len(kv[0]), reverse=True)
-        for prefix, (share, folder) in prefixes:
-            if folded == prefix or folded.startswith(prefix + "\\"):
-                rest = path[len(prefix) :].strip("\\")
-                return unc_path(self.server, share, "\\".join(p for p in (folder, rest) if p))
-        drive = _DRIVE.match(path)
-        if self.admin_shares and drive is not None:
-            return unc_path(self.server, f"{drive.group(1).upper()}$", path[2:])
-        return None
-
-    def reachable(self, host_path: str) -> bool:
-        """True when a share covers ``host_path`` (decided locally: no network round trip)."""
-        return self.unc(host_path) is not None
-
     # --- reading ---------------------------------------------------------------------------
 
     def open(self, host_path: str) -> BinaryIO:
@@ -185,12 +105,7 @@ class SMBReader:
         :class:`~hyperv_backup.errors.AuthenticationError` or
         :class:`~hyperv_backup.errors.ConnectionError` (all of them ``OSError``).
         """
-        unc = self.unc(host_path)
-        if unc is None:
-            raise TransferError(
-                f"No SMB share covers host path {host_path!r} ({self!r}). Map its folder with "
-                "shares={...} or map_share(), or use the administrative shares (shares=None)."
-            )
+        unc = self._require_unc(host_path)
         self._ensure_session()
         try:
             raw_file = self._open_raw(unc)
@@ -219,14 +134,6 @@ class SMBReader:
         )
         return io.BufferedReader(stream, buffer_size=self.read_size)
 
-    def close(self) -> None:
-        """Log off and disconnect every session of this reader. Safe to call twice."""
-        with self._lock:
-            cache, self._cache = self._cache, {}
-            self._registered = False
-        for connection in cache.values():
-            _close_connection(connection)
-
     # --- internals -------------------------------------------------------------------------
 
     def _open_raw(self, unc: str) -> Any:
@@ -235,105 +142,5 @@ class SMBReader:
             mode="rb",
             buffering=0,
             share_access="rw",  # Hyper-V may hold the file open; we only read it
-            username=self.username,
-            password=self._password.get_secret_value(),
-            port=self.port,
-            encrypt=self.encrypt,
-            connection_timeout=self.timeout,
-            connection_cache=self._cache,
-            auth_protocol=self.auth_protocol,
+            **self._smb_options(),
         )
-
-    def _forget_tree(self, unc: str) -> bool:
-        """Drop the pooled tree connect of ``unc``'s share; True if there was one."""
-        share = "\\".join(unc.split("\\")[:4]).casefold()  # \\server\share
-        forgot = False
-        with self._lock:
-            for connection in self._cache.values():
-                for session in list(connection.session_table.values()):
-                    for tree_id, tree in list(session.tree_connect_table.items()):
-                        if str(tree.share_name).casefold() == share:
-                            del session.tree_connect_table[tree_id]
-                            forgot = True
-        return forgot
-
-    def _ensure_session(self) -> None:
-        """Connect and authenticate once per server; every thread then shares the session."""
-        with self._lock:
-            if self._registered:
-                return
-            try:
-                smbclient.register_session(
-                    self.server,
-                    username=self.username,
-                    password=self._password.get_secret_value(),
-                    port=self.port,
-                    encrypt=self.encrypt,
-                    connection_timeout=self.timeout,
-                    connection_cache=self._cache,
-                    auth_protocol=self.auth_protocol,
-                )
-            except Exception as err:
-                raise self._translate(err, None, unc_path(self.server, "")) from None
-            self._registered = True
-            logger.info("SMB session to %s:%d as %s", self.server, self.port, self.username)
-
-    def _translate(self, err: BaseException, host_path: str | None, unc: str) -> BaseException:
-        """A typed error for ``err`` that says what to check — and never the password."""
-        if isinstance(err, HyperVBackupError):
-            return err
-        where = f"{self.server}:{self.port}"
-        what = f"reading {host_path!r} ({unc})" if host_path else f"connecting to {where}"
-        if isinstance(err, SMBAuthenticationError) or _status(err) == 0xC000006D:
-            return AuthenticationError(
-                f"The SMB server {where} refused the credentials of {self.username!r} "
-                "(logon failure): check the user name (DOMAIN\\user for a domain account) and "
-                "the password."
-            )
-        status = _status(err)
-        if status is not None:
-            return translate_status(status, what, self.username, self.admin_shares)
-        text = _scrub(str(err), self._password)
-        if isinstance(err, (socket.timeout, TimeoutError)) or "timed out" in text:
-            return ConnectionTimeoutError(
-                f"Timed out {what}: the SMB server {where} did not answer within "
-                f"{self.timeout:.0f} s. Check that TCP port {self.port} is open to it."
-            )
-        if isinstance(err, (SMBConnectionClosed, ValueError, OSError)):
-            return ConnectionError(
-                f"Could not reach the SMB server {where} while {what}: {text}. Check the "
-                f"host name and that TCP port {self.port} (SMB) is open from this machine."
-            )
-        if isinstance(err, SMBException):
-            return TransferError(f"SMB failed while {what}: {text}")
-        return err
-
-
-def _close_connection(connection: Any) -> None:
-    """Log off and disconnect; a share the server removed meanwhile is not an error here."""
-    try:
-        if connection.transport.connected:
-            for session in list(connection.session_table.values()):
-                for tree_id, tree in list(session.tree_connect_table.items()):
-                    try:
-                        tree.disconnect()
-                    except SMBException:  # the share is gone: nothing left to disconnect
-                        session.tree_connect_table.pop(tree_id, None)
-                session.disconnect(True, timeout=10)
-    except Exception as err:  # closing must not raise over the real outcome
-        logger.debug("logging off %s failed: %s", connection.server_name, err)
-    finally:
-        connection.disconnect(close=False)  # the socket and its receiving thread
-
-
-def _status(err: BaseException) -> int | None:
-    if isinstance(err, SMBOSError):
-        return int(err.ntstatus)
-    if isinstance(err, SMBResponseException):
-        return int(err.status)
-    return None
-
-
-def _scrub(text: str, password: SecretStr) -> str:
-    secret = password.get_secret_value()
-    return text.replace(secret, "***") if secret else text
