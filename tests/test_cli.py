@@ -329,3 +329,44 @@ def test_repository_commands_init_backup_snapshots_check_restore_forget(
         runner.invoke(app, ["snapshots", "--repo", repo, "--json"], env=env).stdout
     )
     assert sorted(s["vm"]["name"] for s in remaining) == ["db", "web"]
+
+
+def test_backup_to_s3_as_plain_folders_any_tool_can_fetch(
+    make_simulator,  # type: ignore[no-untyped-def]
+    moto_s3,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    from tests.s3_servers import ACCESS_KEY, SECRET_KEY, new_bucket, raw_client
+
+    sim = make_simulator({"vms": [{"name": "web"}]}, smb=True)
+    bucket = new_bucket(moto_s3.endpoint)
+    env = {
+        **_env(sim),
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    result = CliRunner().invoke(
+        app,
+        [
+            "backup",
+            "web",
+            "--to",
+            f"s3://{bucket}/nightly",
+            "--s3-endpoint",
+            moto_s3.endpoint,
+            "--state-dir",
+            str(tmp_path / "s"),
+            "--smb-port",
+            str(sim.smb_port),
+            *_connect_args(sim),
+            "--json",
+        ],
+        env=env,
+    )
+    assert result.exit_code == 0, result.output
+    keys = [
+        o["Key"] for o in raw_client(moto_s3.endpoint).list_objects_v2(Bucket=bucket)["Contents"]
+    ]
+    assert any(k.startswith("nightly/") and k.endswith(".vhdx") for k in keys)
+    assert any(k.endswith("backup.json") for k in keys)

@@ -37,10 +37,12 @@ from hyperv_backup.cli.repository_options import (
     PasswordFileOpt,
     RepositoryOptions,
     S3EndpointOpt,
+    make_target,
     open_repository,
 )
 from hyperv_backup.config import ConnectionSettings
 from hyperv_backup.errors import ConfigError, HyperVBackupError
+from hyperv_backup.plain import PlainSink
 from hyperv_backup.policy import CaptureMode, ConsistencyPolicy, PassthroughPolicy
 from hyperv_backup.render import format_bytes, job_table, plan_table
 from hyperv_backup.results import EXIT_USAGE, JobResult
@@ -49,7 +51,12 @@ from hyperv_backup.sink import CaptureSink, DirectorySink
 __all__ = ["backup", "cleanup", "plan"]
 
 ToOpt = Annotated[
-    Path | None, typer.Option("--to", help="Folder to store the backups in (Export-VM layout).")
+    str | None,
+    typer.Option(
+        "--to",
+        help="Store plain Export-VM folders (ready for Import-VM) in this folder or under "
+        "s3://BUCKET/PREFIX, instead of a repository.",
+    ),
 ]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show the plan; change nothing.")]
 
@@ -190,9 +197,12 @@ def backup(
             RepositoryOptions(repo, s3_endpoint=s3_endpoint, password_file=password_file)
         )
         sink = repository
+    elif to is not None and to.startswith("s3://"):
+        # Plain objects any S3 tool can fetch: <prefix>/<host>/<VM>/<job>/...
+        sink = PlainSink(make_target(RepositoryOptions(to, s3_endpoint=s3_endpoint)))
     else:
         assert to is not None
-        sink = DirectorySink(to)
+        sink = DirectorySink(Path(to))
     job = BackupJob(
         settings,
         policy,
