@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping
-from types import TracebackType
 from typing import Any, BinaryIO
 
 import smbclient
@@ -82,17 +81,6 @@ class SMBReader(SMBSession):
         )
         self.read_size = read_size
         self.read_ahead = read_ahead
-
-    def __enter__(self) -> SMBReader:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # --- reading ---------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ import re
 import socket
 import threading
 from collections.abc import Mapping
+from types import TracebackType
 from typing import Any, Literal
 
 import smbclient
@@ -29,6 +30,7 @@ from smbprotocol.exceptions import (
     SMBOSError,
     SMBResponseException,
 )
+from typing_extensions import Self
 
 from hyperv_backup.errors import (
     AuthenticationError,
@@ -157,6 +159,17 @@ class SMBSession:
         return unc
 
     # --- the session -------------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
     def close(self) -> None:
         """Log off and disconnect every session of this client. Safe to call twice."""

@@ -111,17 +111,6 @@ class SMBWriter(SMBSession):
         self.write_size = write_size
         self.write_behind = write_behind
 
-    def __enter__(self) -> SMBWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     # --- files and folders -------------------------------------------------------------------
 
     def exists(self, host_path: str) -> bool:
