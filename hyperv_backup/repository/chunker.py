@@ -56,6 +56,8 @@ runs): backup 370-455 MiB/s unencrypted, 300-400 MiB/s encrypted; the next day's
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
@@ -67,14 +69,27 @@ __all__ = ["Chunker", "DigestingReader"]
 
 
 class DigestingReader:
-    """Wraps a stream: SHA-256, size and progress of everything read through it."""
+    """Wraps a stream: SHA-256, size and progress of everything read through it.
+
+    The whole-file SHA-256 runs on a thread of its own (hashlib releases the GIL), beside
+    the chunking and chunk hashing: on a next-day backup, where most chunks are already
+    stored, it was a quarter of the time. At most two blocks wait for it.
+    """
 
     def __init__(self, stream: BinaryIO, progress: Callable[[int], None] | None = None) -> None:
         self._stream = stream
         self._readinto = getattr(stream, "readinto", None)
         self._progress = progress
         self._sha256 = hashlib.sha256()
+        self._blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=2)
+        self._hasher = threading.Thread(target=self._hash, name="file-sha256", daemon=True)
+        self._hasher.start()
+        self._finished = False
         self.size = 0
+
+    def _hash(self) -> None:
+        while (block := self._blocks.get()) is not None:
+            self._sha256.update(block)
 
     def readinto(self, buffer: memoryview) -> int:
         """Fill ``buffer`` from the stream (0 at its end)."""
@@ -85,14 +100,23 @@ class DigestingReader:
             count = len(data)
             buffer[:count] = data
         if count:
-            self._sha256.update(buffer[:count])
+            # A copy: the chunker refills its buffer while the hasher still works on it.
+            self._blocks.put(bytes(buffer[:count]))
             self.size += count
             if self._progress is not None:
                 self._progress(count)
         return count
 
+    def close(self) -> None:
+        """Let the hashing thread finish (also when the file's backup failed midway)."""
+        if not self._finished:
+            self._finished = True
+            self._blocks.put(None)
+            self._hasher.join()
+
     def hexdigest(self) -> str:
-        """SHA-256 of what was read so far."""
+        """SHA-256 of everything read (ends the reading)."""
+        self.close()
         return self._sha256.hexdigest()
 
 

@@ -92,14 +92,17 @@ class SnapshotWriter:
         chunk_ids = bytearray()
         chunk_lists: list[str] = []
         chunks = 0
-        for view in self._chunker.chunks(reader):
-            chunk_ids += self._store_chunk(view)
-            chunks += 1
-            if len(chunk_ids) >= CHUNK_IDS_PER_LIST * _ID_BYTES:
+        try:
+            for view in self._chunker.chunks(reader):
+                chunk_ids += self._store_chunk(view)
+                chunks += 1
+                if len(chunk_ids) >= CHUNK_IDS_PER_LIST * _ID_BYTES:
+                    chunk_lists.append(self._store_chunk_list(bytes(chunk_ids)))
+                    chunk_ids = bytearray()
+            if chunk_ids:
                 chunk_lists.append(self._store_chunk_list(bytes(chunk_ids)))
-                chunk_ids = bytearray()
-        if chunk_ids:
-            chunk_lists.append(self._store_chunk_list(bytes(chunk_ids)))
+        finally:
+            reader.close()
         digest = FileDigest(size=reader.size, sha256=reader.hexdigest())
         self._files[path] = SnapshotFile(
             path=path,
