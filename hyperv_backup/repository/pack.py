@@ -14,25 +14,19 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import io
 import struct
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from hyperv_backup.errors import IntegrityError
 from hyperv_backup.repository.codec import Codec
 from hyperv_backup.targets.base import Target
 
-if TYPE_CHECKING:
-    from _typeshed import WriteableBuffer
-
 __all__ = [
+    "HEADER_ROOM",
     "PACK_PREFIX",
     "BlobType",
     "PackBuilder",
-    "PackObject",
     "PackedBlob",
     "blobs_end",
     "fetch_pack_header",
@@ -46,6 +40,9 @@ _MAGIC = b"HVP1"
 _TRAILER = struct.Struct("<I4s")
 _ENTRY = struct.Struct("<B32sII")
 _HEADER_KIND = "pack-header"
+
+HEADER_ROOM = 64 * 1024
+"""Room a pack buffer keeps behind its blobs for the header (41 bytes a blob) and trailer."""
 
 
 class BlobType(enum.IntEnum):
@@ -82,7 +79,7 @@ def pack_id_of_key(key: str) -> str | None:
 
 
 class PackBuilder:
-    """Lays out one pack in a fixed buffer, then hands it out as a stream.
+    """Lays out one pack in a fixed buffer, then hands it out as one view of that buffer.
 
     The buffer is reused pack after pack (see the store's buffer pool): a backup allocates
     its few pack buffers once instead of one large object per pack, which keeps the
@@ -98,8 +95,8 @@ class PackBuilder:
         return len(self.blobs)
 
     def fits(self, length: int) -> bool:
-        """True when a blob of ``length`` bytes still fits the buffer."""
-        return self.size + length <= len(self.buffer)
+        """True when a blob of ``length`` bytes still fits the buffer (and its header room)."""
+        return self.size + length <= len(self.buffer) - HEADER_ROOM
 
     def add(self, blob_type: BlobType, blob_id: bytes, stored: bytes, raw_length: int) -> None:
         """Append one encoded blob (the caller checked :meth:`fits`)."""
@@ -108,52 +105,24 @@ class PackBuilder:
         self.blobs.append(PackedBlob(blob_id, blob_type, self.size, len(stored), raw_length))
         self.size = end
 
-    def build(self, codec: Codec) -> tuple[str, PackObject]:
-        """The pack id and the object to upload (it reads from the buffer: upload it before
-        the buffer is reused)."""
+    def build(self, codec: Codec) -> tuple[str, memoryview]:
+        """The pack id and the whole pack object, to upload before the buffer is reused.
+
+        The header and trailer are written into the buffer behind the blobs (it has room
+        for them; see :data:`HEADER_ROOM`), so the object is a view of the buffer: no copy
+        of the pack is made on its way to the target. Only a pack of very many small blobs,
+        whose header does not fit, is joined into a new object.
+        """
         header = b"".join(_ENTRY.pack(b.type, b.id, b.length, b.raw_length) for b in self.blobs)
         sealed = codec.seal(_HEADER_KIND, header)
-        parts: list[bytes | memoryview] = [
-            memoryview(self.buffer)[: self.size],
-            sealed,
-            _TRAILER.pack(len(sealed), _MAGIC),
-        ]
-        digest = hashlib.sha256()
-        for part in parts:
-            digest.update(part)
-        return digest.hexdigest(), PackObject(parts)
-
-
-class PackObject(io.RawIOBase):
-    """A built pack as a readable stream over its parts (each part released once read)."""
-
-    def __init__(self, parts: list[bytes | memoryview]) -> None:
-        self._parts = deque(parts)
-        self.size = sum(len(p) for p in parts)
-        self._offset = 0
-
-    def readable(self) -> bool:
-        """Always."""
-        return True
-
-    def readinto(self, buffer: WriteableBuffer) -> int:
-        """Copy the next bytes into ``buffer``."""
-        view = memoryview(buffer).cast("B")
-        filled = 0
-        while filled < len(view) and self._parts:
-            part = self._parts[0]
-            count = min(len(view) - filled, len(part) - self._offset)
-            view[filled : filled + count] = memoryview(part)[self._offset : self._offset + count]
-            filled += count
-            self._offset += count
-            if self._offset == len(part):
-                self._parts.popleft()
-                self._offset = 0
-        return filled
-
-    def stream(self) -> io.BufferedReader:
-        """A binary file object over the pack, as ``Target.put_stream`` takes it."""
-        return io.BufferedReader(self, buffer_size=1024 * 1024)
+        trailer = _TRAILER.pack(len(sealed), _MAGIC)
+        end = self.size + len(sealed) + len(trailer)
+        if end <= len(self.buffer):
+            self.buffer[self.size : end] = sealed + trailer
+            data = memoryview(self.buffer)[:end]
+        else:
+            data = memoryview(b"".join((memoryview(self.buffer)[: self.size], sealed, trailer)))
+        return hashlib.sha256(data).hexdigest(), data
 
 
 def read_pack_header(data: bytes, codec: Codec, *, name: str = "pack") -> list[PackedBlob]:

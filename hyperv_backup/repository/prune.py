@@ -107,9 +107,7 @@ def _repack(
     def upload() -> None:
         nonlocal builder, written
         pack_id, data = builder.build(store.codec)
-        store.target.put_stream(
-            pack_key(pack_id), data.stream(), data.size, retain_until=store.retain_until()
-        )
+        store.target.put(pack_key(pack_id), data, retain_until=store.retain_until())
         new_packs[pack_id] = builder.blobs
         builder = PackBuilder(buffer)
         written += 1

@@ -32,7 +32,13 @@ from hyperv_backup.errors import IntegrityError, RepositoryError
 from hyperv_backup.repository.chunk_table import KEY_BYTES, ChunkLocation, ChunkTable
 from hyperv_backup.repository.codec import Codec
 from hyperv_backup.repository.index import INDEX_PREFIX, IndexWriter, read_index
-from hyperv_backup.repository.pack import BlobType, PackBuilder, PackedBlob, pack_key
+from hyperv_backup.repository.pack import (
+    HEADER_ROOM,
+    BlobType,
+    PackBuilder,
+    PackedBlob,
+    pack_key,
+)
 from hyperv_backup.targets.base import Target, retain_until_for
 
 __all__ = ["BlobStore", "Packer"]
@@ -77,7 +83,7 @@ class BlobStore:
         self._upload_threads = max(1, upload_threads)
         # A pack is sealed once it reaches pack_size, so it never needs more than one blob
         # beyond it. At least two buffers: one being filled while another uploads.
-        self._buffer_size = pack_size + max_blob_size
+        self._buffer_size = pack_size + max_blob_size + HEADER_ROOM
         self._permits = threading.Semaphore(max(2, pack_memory // self._buffer_size))
         self._free_buffers: list[bytearray] = []
         self._lock = threading.Lock()
@@ -216,10 +222,9 @@ class BlobStore:
     def _upload(self, slot: _PackSlot) -> None:
         try:
             pack_id, data = slot.builder.build(self.codec)
-            size = data.size
-            self.target.put_stream(
-                pack_key(pack_id), data.stream(), size, retain_until=self.retain_until()
-            )
+            size = len(data)
+            # One PUT straight from the pack buffer: no copy, no multipart round trips.
+            self.target.put(pack_key(pack_id), data, retain_until=self.retain_until())
             del data
             blobs = slot.builder.blobs
             # Indexed before the table knows it: anything a writer can dedup against is

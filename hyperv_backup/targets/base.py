@@ -73,7 +73,7 @@ class Target(Protocol):
     def put(
         self,
         key: str,
-        data: bytes,
+        data: bytes | memoryview,
         *,
         if_absent: bool = False,
         retain_until: datetime | None = None,

@@ -75,7 +75,7 @@ class LocalTarget:
     def put(
         self,
         key: str,
-        data: bytes,
+        data: bytes | memoryview,
         *,
         if_absent: bool = False,
         retain_until: datetime | None = None,

@@ -14,12 +14,13 @@ packs and snapshots) and the plain layout (for every backup file) turn into ``re
 from __future__ import annotations
 
 import dataclasses
+import io
 import logging
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
 from hyperv_backup.errors import TargetError
 from hyperv_backup.targets import s3_multipart
@@ -27,6 +28,7 @@ from hyperv_backup.targets.base import DEFAULT_ABANDONED_AFTER, ObjectInfo, Targ
 from hyperv_backup.targets.s3_client import BOTO_ERRORS, S3Connection, connect
 
 if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
     from mypy_boto3_s3.type_defs import HeadObjectOutputTypeDef
 
     from hyperv_backup.targets.settings import S3Settings
@@ -44,6 +46,36 @@ _BODY_ATTEMPTS = 3
 
 def _unquote(etag: str | None) -> str | None:
     return etag.strip('"') if etag else None
+
+
+class _ViewBody(io.RawIOBase):
+    """A request body read straight from a buffer (botocore takes no memoryview): seekable,
+    so a retried request re-sends it from the start."""
+
+    def __init__(self, view: memoryview) -> None:
+        self._view = view.cast("B")
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}
+        self._position = max(0, base[whence] + offset)
+        return self._position
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        out = memoryview(buffer).cast("B")
+        count = max(0, min(len(out), len(self._view) - self._position))
+        out[:count] = self._view[self._position : self._position + count]
+        self._position += count
+        return count
 
 
 class S3Target:
@@ -186,7 +218,7 @@ class S3Target:
     def _put_raw(
         self,
         full_key: str,
-        data: bytes,
+        data: bytes | memoryview,
         *,
         if_none_match: bool = False,
         if_match: str | None = None,
@@ -202,7 +234,7 @@ class S3Target:
             self._client.put_object(
                 Bucket=self.settings.bucket,
                 Key=full_key,
-                Body=data,
+                Body=data if isinstance(data, bytes) else cast("IO[bytes]", _ViewBody(data)),
                 ContentMD5=s3_multipart.content_md5(data),
                 **args,
             )
@@ -234,7 +266,7 @@ class S3Target:
     def put(
         self,
         key: str,
-        data: bytes,
+        data: bytes | memoryview,
         *,
         if_absent: bool = False,
         retain_until: datetime | None = None,

@@ -251,7 +251,10 @@ def connect(settings: S3Settings) -> S3Connection:
         # total_max_attempts counts the first try too, so "after N attempts" is exact.
         retries={"mode": "adaptive", "total_max_attempts": settings.max_attempts},
         max_pool_connections=settings.max_concurrency + 4,
-        s3={"addressing_style": _addressing_style(settings)},
+        s3={
+            "addressing_style": _addressing_style(settings),
+            "payload_signing_enabled": settings.sign_payload,
+        },
         request_checksum_calculation=checksum,
         response_checksum_validation=checksum,
         tcp_keepalive=True,

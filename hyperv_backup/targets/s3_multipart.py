@@ -56,7 +56,7 @@ def part_size_for(size: int, preferred: int) -> int:
     return int(_ADJUSTER.adjust_chunksize(preferred, size))
 
 
-def content_md5(data: bytes) -> str:
+def content_md5(data: bytes | memoryview) -> str:
     """Base64 MD5 for the Content-MD5 header: every S3 server checks it, and Object Lock
     writes require it (we do not rely on boto3's CRC checksums for non-AWS servers)."""
     return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()

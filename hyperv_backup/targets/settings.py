@@ -80,6 +80,15 @@ class S3Settings(_Frozen):
         ),
     )
     object_lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] = "GOVERNANCE"
+    sign_payload: bool = Field(
+        default=False,
+        description=(
+            "Also hash every upload's body into its SigV4 signature. Every upload carries "
+            "Content-MD5, which the server verifies, so by default the body is not hashed "
+            "twice (botocore otherwise does that on plain-http endpoints). Set it for servers "
+            "that refuse UNSIGNED-PAYLOAD."
+        ),
+    )
 
     @model_validator(mode="after")
     def _credentials_are_consistent(self) -> S3Settings:
