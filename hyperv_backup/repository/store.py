@@ -12,6 +12,8 @@ free whole packs — while all packers share one :class:`BlobStore`:
   together never exceed ``pack_memory`` bytes — however large the VMs, however many are
   written at once (a writer that would exceed it waits for an upload). Buffers are reused,
   so the process does not allocate (and fragment its heap with) one large object per pack.
+- an **encoding pool**: new chunks are compressed and encrypted there while their writer
+  goes on cutting and hashing (each writer keeps a few in flight, in order).
 - the **index writer**: every uploaded pack is recorded, and an index object written every
   few packs.
 
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 from hyperv_backup.errors import IntegrityError, RepositoryError
@@ -72,6 +74,7 @@ class BlobStore:
         pack_size: int,
         max_blob_size: int,
         upload_threads: int = 3,
+        encode_threads: int = 2,
         pack_memory: int = 96 * 1024 * 1024,
         index_every_packs: int = 4,
         retention: timedelta | None = None,
@@ -92,6 +95,8 @@ class BlobStore:
         self._pack_numbers: dict[str, int] = {}
         self._pending: dict[bytes, _PackSlot] = {}
         self._pool: ThreadPoolExecutor | None = None
+        self.encode_threads = max(1, encode_threads)
+        self._encoders: ThreadPoolExecutor | None = None
         self.index = IndexWriter(target, codec, index_every_packs)
         self.unreadable_index: list[str] = []
         self._loaded: set[str] = set()
@@ -250,12 +255,23 @@ class BlobStore:
             self.release(slot.builder.buffer)
             slot.done.set()
 
+    def encode(self, blob_id: bytes, data: bytes) -> Future[bytes]:
+        """Compress and encrypt a blob on the encoding pool (zstd and AES-GCM release the
+        GIL, so this runs beside the reading, chunking and hashing of the writers)."""
+        with self._lock:
+            if self._encoders is None:
+                self._encoders = ThreadPoolExecutor(self.encode_threads, "hyperv-backup-encode")
+            encoders = self._encoders
+        return encoders.submit(self.codec.encode_blob, blob_id, data)
+
     def close(self) -> None:
-        """Wait for uploads to finish and stop the pool."""
+        """Wait for uploads to finish and stop the pools."""
         with self._lock:
             pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True)
+            encoders, self._encoders = self._encoders, None
+        for executor in (encoders, pool):
+            if executor is not None:
+                executor.shutdown(wait=True)
 
 
 class Packer:
@@ -269,16 +285,31 @@ class Packer:
         self._slots: list[_PackSlot] = []
         self._depends: set[_PackSlot] = set()
 
+    def known(self, blob_id: bytes) -> bool:
+        """True when the blob is stored or in flight (then this writer depends on its pack)."""
+        known = self._store.find(blob_id[:KEY_BYTES])
+        if known is None:
+            return False
+        self._note(known)
+        return True
+
     def add(self, blob_type: BlobType, blob_id: bytes, data: bytes | memoryview) -> int:
         """Store a blob unless it is stored or in flight; returns the bytes it added."""
-        key = blob_id[:KEY_BYTES]
-        known = self._store.find(key)
-        if known is not None:
-            self._note(known)
+        if self.known(blob_id):
             return 0
-        # Encoded outside the lock (it is the costly part); claimed and appended under it,
-        # so another writer sealing this pack never sees a claim without its blob.
-        stored = self._store.codec.encode_blob(blob_id, data)
+        # Encoded outside the lock (it is the costly part).
+        return self.add_encoded(
+            blob_type, blob_id, self._store.codec.encode_blob(blob_id, data), len(data)
+        )
+
+    def add_encoded(
+        self, blob_type: BlobType, blob_id: bytes, stored: bytes, raw_length: int
+    ) -> int:
+        """Put an encoded blob into the open pack unless another writer (or an earlier copy)
+        claimed it meanwhile; returns the bytes it added."""
+        key = blob_id[:KEY_BYTES]
+        # Claimed and appended under the lock, so another writer sealing this pack never
+        # sees a claim without its blob.
         while True:
             # Only this thread opens packs (others may only seal ours), and the wait for a
             # buffer happens outside the lock so a sealing writer is never held up by it.
@@ -301,7 +332,7 @@ class Packer:
                 if known is not None:
                     self._note(known)
                     return 0
-                slot.builder.add(blob_type, blob_id, stored, len(data))
+                slot.builder.add(blob_type, blob_id, stored, raw_length)
                 slot.keys.append(key)
                 if slot.builder.size >= self._store.pack_size:
                     self._seal_locked()

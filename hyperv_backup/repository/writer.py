@@ -1,16 +1,21 @@
 """Writing one VM's backup: the repository's :class:`~hyperv_backup.sink.VMCapture`.
 
-Each file is streamed once: read → SHA-256 (of the whole file, for the engine and restore)
-→ content-defined chunks → keyed BLAKE3 id → stored unless the repository (or a pack in
-flight) has it. The file's ordered chunk ids go into ``chunk_list`` blobs; the manifest is
-written by :meth:`SnapshotWriter.commit` after every pack and index object it needs.
+Each file is streamed once: read → SHA-256 (of the whole file, for the engine and restore;
+on its own thread) → content-defined chunks → keyed BLAKE3 id → stored unless the
+repository (or a pack in flight) has it: compressed and encrypted on the store's encoding
+pool while the next chunks are cut, then added to the writer's pack in file order. The
+file's ordered chunk ids go into ``chunk_list`` blobs; the manifest is written by
+:meth:`SnapshotWriter.commit` after every pack and index object it needs.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, wait
+from dataclasses import dataclass
 from datetime import timezone
 from typing import BinaryIO
 
@@ -36,6 +41,17 @@ __all__ = ["SnapshotWriter"]
 logger = logging.getLogger(__name__)
 
 _ID_BYTES = 32
+_ENCODING_DEPTH = 2
+"""New chunks a writer keeps on the encoding pool per encoding thread."""
+
+
+@dataclass(frozen=True)
+class _Encoding:
+    """A new chunk on its way through the encoding pool."""
+
+    id: bytes
+    length: int
+    future: Future[bytes]
 
 
 class SnapshotWriter:
@@ -92,17 +108,22 @@ class SnapshotWriter:
         chunk_ids = bytearray()
         chunk_lists: list[str] = []
         chunks = 0
+        encoding: deque[_Encoding] = deque()
         try:
             for view in self._chunker.chunks(reader):
-                chunk_ids += self._store_chunk(view)
+                chunk_ids += self._store_chunk(view, encoding)
                 chunks += 1
                 if len(chunk_ids) >= CHUNK_IDS_PER_LIST * _ID_BYTES:
                     chunk_lists.append(self._store_chunk_list(bytes(chunk_ids)))
                     chunk_ids = bytearray()
+            self._settle(encoding, 0)
             if chunk_ids:
                 chunk_lists.append(self._store_chunk_list(bytes(chunk_ids)))
         finally:
             reader.close()
+            for pending in encoding:  # a failed file: let its encodings end, store nothing
+                pending.future.cancel()
+            wait([pending.future for pending in encoding])
         digest = FileDigest(size=reader.size, sha256=reader.hexdigest())
         self._files[path] = SnapshotFile(
             path=path,
@@ -114,18 +135,30 @@ class SnapshotWriter:
         self._stats.bytes += digest.size
         return digest
 
-    def _store_chunk(self, data: memoryview) -> bytes:
-        # The view is only valid until the next chunk: hashed and encoded straight from the
-        # chunker's buffer, copied only if it must be stored as is (fewer large allocations
-        # also keep the process's heap small).
+    def _store_chunk(self, data: memoryview, encoding: deque[_Encoding]) -> bytes:
+        # The view is only valid until the next chunk: hashed straight from the chunker's
+        # buffer, and copied only when it is new and goes to the encoding pool.
         chunk_id = self._store.codec.blob_id(data)
-        added = self._packer.add(BlobType.DATA, chunk_id, data)
         self._stats.chunks += 1
-        if added:
-            self._stats.new_chunks += 1
-            self._stats.new_bytes += len(data)
-            self._stats.stored_bytes += added
+        if not self._packer.known(chunk_id) and not any(p.id == chunk_id for p in encoding):
+            encoding.append(
+                _Encoding(chunk_id, len(data), self._store.encode(chunk_id, bytes(data)))
+            )
+            self._settle(encoding, _ENCODING_DEPTH * self._store.encode_threads)
         return chunk_id
+
+    def _settle(self, encoding: deque[_Encoding], keep: int) -> None:
+        """Add encoded chunks to the pack, in order: every finished one, and then wait for
+        the oldest until at most ``keep`` are in flight."""
+        while encoding and (len(encoding) > keep or encoding[0].future.done()):
+            pending = encoding.popleft()
+            added = self._packer.add_encoded(
+                BlobType.DATA, pending.id, pending.future.result(), pending.length
+            )
+            if added:
+                self._stats.new_chunks += 1
+                self._stats.new_bytes += pending.length
+                self._stats.stored_bytes += added
 
     def _store_chunk_list(self, ids: bytes) -> str:
         list_id = self._store.codec.blob_id(ids)
