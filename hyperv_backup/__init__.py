@@ -76,6 +76,21 @@ from hyperv_backup.models import (
     VMInfo,
     VMState,
 )
+from hyperv_backup.monitoring import (
+    JobReport,
+    Monitoring,
+    MonitoringError,
+    MonitoringOutcome,
+    VMSummary,
+    Webhook,
+    WebhookDelivery,
+    WebhookOn,
+    failed_job_result,
+    render_metrics,
+    send_webhook,
+    write_job_report,
+    write_metrics,
+)
 from hyperv_backup.plan import BackupPlan, PlannedDisk, VMPlan
 from hyperv_backup.policy import (
     BackupPolicy,
@@ -152,10 +167,14 @@ __all__ = [
     "InsufficientSpaceError",
     "IntegrationService",
     "IntegrityError",
+    "JobReport",
     "JobResult",
     "JobStatus",
     "LocalPathReader",
     "LockedError",
+    "Monitoring",
+    "MonitoringError",
+    "MonitoringOutcome",
     "PSRPReader",
     "PassthroughDiskError",
     "PassthroughPolicy",
@@ -190,11 +209,20 @@ __all__ = [
     "VMPlan",
     "VMState",
     "VMStatus",
+    "VMSummary",
+    "Webhook",
+    "WebhookDelivery",
+    "WebhookOn",
     "WriteAccessDeniedError",
     "__version__",
     "check_host_supported",
     "decide_consistency",
+    "failed_job_result",
     "new_job_id",
+    "render_metrics",
+    "send_webhook",
+    "write_job_report",
+    "write_metrics",
 ]
 
 # A library never configures logging; this keeps "No handler" warnings away.
