@@ -124,7 +124,7 @@ def dedup(size: int) -> None:
     )
     key = bytes(32)
     for name, chunker in (("pyfastcdc", chunks_pyfastcdc), ("fastcdc", chunks_fastcdc)):
-        for avg in (128 * KiB, 256 * KiB, 512 * KiB, 1024 * KiB):
+        for avg in (128 * KiB, 256 * KiB, 384 * KiB, 512 * KiB, 1024 * KiB):
             started = time.perf_counter()
             seen = {blake3.blake3(c, key=key).digest() for c in chunker(day1, avg)}
             seconds = time.perf_counter() - started

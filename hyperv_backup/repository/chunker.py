@@ -29,23 +29,26 @@ average    chunks  mean (KiB)   new MiB   new/changed  chunks/TiB
 =========  ======  ===========  ========  ===========  ===========
 128 KiB    2,557   207          76.7      5.4          5.2 M
 256 KiB    1,266   417          121.5     8.6          2.6 M
+384 KiB    816     643          162.2     11.4         1.7 M
 512 KiB    624     847          193.1     13.6         1.3 M
 1 MiB      305     1,732        280.0     19.7         0.6 M
 =========  ======  ===========  ========  ===========  ===========
 
 Chunk + hash speed does not depend on the average between 256 KiB and 1 MiB (the cut-point
 search skips the minimum size; run-to-run noise is larger than the differences), so the
-choice is dedup against memory and per-chunk cost. The default is **512 KiB average (min
-128 KiB, max 2 MiB)**; ``pyfastcdc``'s real mean is about average + minimum: 636 KiB on
-random data, more with zero runs (they become 2 MiB chunks). In this test the next day stores
-38 % of the image at 512 KiB against 24 % at 256 KiB — scattered 64 KiB writes are the worst
-case, each dirtying a whole chunk; real guest writes cluster more. 512 KiB is chosen because
-the dedup index is held in memory: 1.3 M entries per TiB of unique data (~65-90 MiB in
-:class:`~hyperv_backup.repository.chunk_table.ChunkTable`) against 2.6 M at 256 KiB, which
-would break the 256 MiB memory budget for a repository of a single 1 TiB VM; it also halves
-per-blob overhead and restore requests. A repository whose VMs churn in small scattered
-writes can be made with ``chunk_size=256 * 1024``; the size is fixed for the repository's
-life (it decides dedup).
+choice is dedup against memory and per-chunk cost. Scattered 64 KiB writes are the worst
+case, each dirtying a whole chunk; real guest writes cluster more. FastCDC's normalization
+level does not help here (level 2 stores 4 % more than level 1, level 3 15 % more: the
+mean is dominated by zero runs, which become maximum-size chunks).
+
+The default is **384 KiB average (min 96 KiB, max 1.5 MiB)**: the next day stores 16 % less
+than at 512 KiB and about 0.42x what restic (1 MiB average) stores (``bench/compare.py``),
+for a third more index entries. The dedup index is held in memory: 1.7 M entries per TiB of
+unique data (~85-120 MiB in :class:`~hyperv_backup.repository.chunk_table.ChunkTable`),
+against 2.6 M at 256 KiB, which would break the 256 MiB memory budget for a repository of a
+single 1 TiB VM. A repository whose VMs churn in small scattered writes can be made with
+``chunk_size=256 * 1024``, one that holds many TiB with ``chunk_size=512 * 1024`` or more;
+the size is fixed for the repository's life (it decides dedup).
 
 End to end (``bench/repository.py 1024``: 1 GiB image on a local target, default sizes, two
 runs): backup 370-455 MiB/s unencrypted, 300-400 MiB/s encrypted; the next day's backup

@@ -103,13 +103,14 @@ __all__ = ["DEFAULT_CHUNK_SIZE", "DEFAULT_PACK_MEMORY", "DEFAULT_PACK_SIZE", "Re
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CHUNK_SIZE = 512 * 1024
+DEFAULT_CHUNK_SIZE = 384 * 1024
 """Average chunk size; see :mod:`hyperv_backup.repository.chunker` for the measurements."""
 DEFAULT_PACK_SIZE = 16 * 1024 * 1024
 """Target pack size: few objects per TiB, small enough to hold a few in memory."""
 DEFAULT_PACK_MEMORY = 96 * 1024 * 1024
-"""Packs being filled or uploaded, all writers together (6 packs of 16 MiB). With the
-interpreter (~65 MiB), chunker buffers and the index this keeps a backup near 200 MiB."""
+"""Packs being filled or uploaded, all writers together (5 buffers of ~17.6 MiB). With the
+interpreter and libraries (~85 MiB), chunker and encoding buffers and the index, a backup
+of one VM peaks at 180-230 MiB (``bench/compare.py``)."""
 
 
 def _max_blob_size(config: RepositoryConfig) -> int:
