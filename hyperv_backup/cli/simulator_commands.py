@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 import json
+import os
 import signal
 import threading
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 
-from hyperv_backup.backup import BackupJob
-from hyperv_backup.cli.backup_commands import report_job
-from hyperv_backup.cli.console import err, fail, out
-from hyperv_backup.cli.host_commands import print_inventory
+from hyperv_backup.cli.console import fail, out
+from hyperv_backup.cli.demo_output import print_report, print_step
 from hyperv_backup.cli.options import JsonOpt
 from hyperv_backup.errors import ConfigError, HyperVBackupError
-from hyperv_backup.policy import BackupPolicy, Selection
-from hyperv_backup.render import format_bytes
-from hyperv_backup.repository import Repository
 from hyperv_backup.results import EXIT_USAGE
-from hyperv_backup.simulator import Simulator, default_scenario_path
-from hyperv_backup.targets import LocalTarget
+from hyperv_backup.simulator import Simulator
+from hyperv_backup.simulator.demo import DEMO_PASSWORD, S3Choice, run_demo
 
 __all__ = ["DEMO_PASSWORD", "demo", "simulator_serve"]
 
@@ -104,94 +101,60 @@ def simulator_serve(
         sim.stop()
 
 
-DEMO_PASSWORD = "demo-password"  # noqa: S105 - the demo's repository is throw-away
-"""The demo repository's password (it demonstrates encryption; it protects nothing)."""
+class S3Server(str, enum.Enum):
+    """Which embedded S3 server the demo uses for its second repository."""
+
+    AUTO = "auto"
+    RCLONE = "rclone"
+    MOTO = "moto"
+    NONE = "none"
+
+
+S3ServerOpt = Annotated[
+    S3Server,
+    typer.Option(
+        "--s3-server",
+        help="Embedded S3 server for the second repository: auto (rclone, else moto, else "
+        "none), rclone, moto or none.",
+    ),
+]
+
+
+def _demo_console() -> Console:
+    """stdout; when it is not a terminal (and COLUMNS is unset), 120 columns wide."""
+    console = out()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(width=120)
+    return console
 
 
 def demo(
     output: Annotated[
-        Path, typer.Option(help="Where the demo's repository and restore go.")
+        Path, typer.Option(help="Where the demo's repositories, restore and journal go.")
     ] = Path("demo-output"),
+    s3_server: S3ServerOpt = S3Server.AUTO,
     as_json: JsonOpt = False,
 ) -> None:
     """Try hyperv-backup without a Windows host: back up, verify and restore an emulated host.
 
     Starts the simulator (a real WinRM/PowerShell Remoting endpoint on 127.0.0.1 emulating a
-    Windows Server 2022 Hyper-V host with Samba serving its drives), lists its VMs, backs
-    every one up over SMB into an encrypted, deduplicating repository in OUTPUT/repository
-    (password: "demo-password"), re-reads and re-hashes everything stored, and restores one
-    VM into OUTPUT/restore in the Export-VM layout. Run it twice to see deduplication.
+    Windows Server 2022 Hyper-V host with 9 VMs, Samba serving its drives) and, when rclone
+    or moto is installed, an S3 server on 127.0.0.1. Backs every VM up into an encrypted,
+    deduplicating repository in OUTPUT/repository (password: "demo-password") and into a
+    second one at s3://demo/repository on that server; re-reads and re-hashes everything
+    stored in both; restores web01 into OUTPUT/restore in the Export-VM layout. Shows each
+    VM's consistency and why, the excluded pass-through disk, the retried checkpoint of the
+    replicated sql01, and the dedup figures. Run it twice to see deduplication.
     """
-    started = time.monotonic()
-    output.mkdir(parents=True, exist_ok=True)
-    target = LocalTarget(output / "repository")
+    console = _demo_console()
+    on_step = None if as_json else (lambda step: print_step(console, step))
+    choice: S3Choice = s3_server.value
     try:
-        repository = (
-            Repository.open(target, DEMO_PASSWORD)
-            if target.stat("config") is not None
-            else Repository.init(target, DEMO_PASSWORD)
-        )
-        with Simulator(smb=True) as sim, repository:
-            settings = sim.connection_settings()
-            if not as_json:
-                err().print(
-                    f"Simulator: {sim.url}, SMB on port {sim.smb_port} "
-                    f"(scenario {default_scenario_path()})",
-                    markup=False,
-                    highlight=False,
-                )
-                print_inventory(settings, [], as_json=False)
-            job = BackupJob(
-                settings,
-                BackupPolicy(tags=["demo"]),
-                sink=repository,
-                reader=sim.smb_reader(),
-                state_dir=output / ".state",
-            )
-            with repository.shared_lock("demo backup"):
-                result = job.run(Selection(all=True))
-            check = repository.check(read_data=True)
-            web01 = next(v for v in result.vms if v.vm_name == "web01")
-            restored = None
-            if web01.location is not None:
-                restored = repository.restore(
-                    web01.location, output / "restore" / result.job_id, overwrite=True
-                )
+        report = run_demo(output, s3=choice, on_step=on_step)
     except HyperVBackupError as error:
         fail(error)
     if as_json:
-        print(
-            json.dumps(
-                {
-                    "job": result.model_dump(mode="json"),
-                    "check": {
-                        "ok": check.ok,
-                        "errors": [str(e) for e in check.errors],
-                        "bytes_read": check.bytes_read,
-                    },
-                    "restored": str(restored.folder) if restored else None,
-                },
-                indent=2,
-            )
-        )
+        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
     else:
-        report_job(result)
-        stored = sum(1 for _ in target.list("data/"))
-        out().print(
-            f"Repository {output / 'repository'}: {check.snapshots} backups in {stored} packs; "
-            f"check --read-data re-read {format_bytes(check.bytes_read)}: "
-            f"{'no errors' if check.ok else f'{len(check.errors)} error(s)'}.",
-            markup=False,
-            highlight=False,
-        )
-        if restored is not None:
-            out().print(
-                f"Restored web01 ({len(restored.files)} files, "
-                f"{format_bytes(restored.bytes)}, every file's SHA-256 verified) into "
-                f"{restored.folder}",
-                markup=False,
-                highlight=False,
-            )
-        err().print(f"Demo finished in {time.monotonic() - started:.1f} s.", highlight=False)
-    code = result.exit_code if check.ok else 1
-    raise typer.Exit(code)
+        print_report(console, report)
+    raise typer.Exit(report.exit_code)
