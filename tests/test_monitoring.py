@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr, ValidationError
+from typer.testing import CliRunner
 
 import hyperv_backup
 from hyperv_backup import (
@@ -42,9 +43,11 @@ from hyperv_backup import (
     write_job_report,
     write_metrics,
 )
+from hyperv_backup.cli import app
 from hyperv_backup.exposition import Sample, format_families, parse_samples
 from hyperv_backup.metrics import METRIC_FAMILIES
 from hyperv_backup.repository import Repository
+from hyperv_backup.repository.lock import acquire_exclusive
 from hyperv_backup.simulator import FaultSpec, Simulator
 from hyperv_backup.targets import LocalTarget
 
@@ -430,3 +433,125 @@ def test_a_job_that_raised_is_recorded_as_failed(tmp_path: Path) -> None:
     assert value(text, "hyperv_backup_job_status", host="hv01") == 1
     report = json.loads(write_job_report(result, tmp_path / "r.json").read_text())
     assert report["error"] == "the repository is locked by prune"
+
+
+# --- the command -------------------------------------------------------------------------------
+
+
+def backup_args(sim: Simulator, tmp_path: Path) -> list[str]:
+    """``backup --all`` of the simulator's host, reading its files through local folders."""
+    maps = [a for d, f in sim.path_map().items() for a in ("--path-map", f"{d}={f}")]
+    return [
+        "backup",
+        "--all",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(sim.port),
+        "--auth",
+        "basic",
+        "-u",
+        sim.scenario.credentials.username,
+        "--ca-bundle",
+        str(sim.ca_pem),
+        "--state-dir",
+        str(tmp_path / "state"),
+        *maps,
+    ]
+
+
+def test_backup_command_writes_report_and_metrics_and_calls_the_webhook(
+    make_simulator: Callable[..., Simulator], tmp_path: Path
+) -> None:
+    sim = make_simulator({"vms": [vm("web"), vm(ODD_NAME)]})
+    env = {"HYPERV_BACKUP_PASSWORD": sim.scenario.credentials.password, "HOOK_AUTH": "Bearer t0k"}
+    report, metrics = tmp_path / "out" / "last.json", tmp_path / "textfile" / "hyperv.prom"
+    with hook_server() as server:
+        done = CliRunner().invoke(
+            app,
+            [
+                *backup_args(sim, tmp_path),
+                "--to",
+                str(tmp_path / "backups"),
+                "--report-file",
+                str(report),
+                "--metrics-file",
+                str(metrics),
+                "--job-name",
+                "nightly",
+                "--webhook-url",
+                server.url,
+                "--webhook-on",
+                "always",
+                "--webhook-header",
+                "Authorization=HOOK_AUTH",
+            ],
+            env=env,
+        )
+    assert done.exit_code == 0, done.output
+    document = json.loads(report.read_text(encoding="utf-8"))
+    assert (document["status"], document["exit_code"]) == ("success", 0)
+    assert {v["name"] for v in document["vms"]} == {"web", ODD_NAME}
+    assert all(Path(v["location"]).is_dir() for v in document["vms"])
+    text = metrics.read_text(encoding="utf-8")
+    assert value(text, "hyperv_backup_job_status", backup_job="nightly", host="127.0.0.1") == 0
+    assert value(text, "hyperv_backup_vm_status", vm=ODD_NAME) == 0
+    [request] = server.received
+    assert request.headers["Authorization"] == "Bearer t0k"
+    assert request.headers["Content-Type"] == "application/json"
+    assert json.loads(request.body)["job_id"] == document["job_id"]
+    assert "t0k" not in done.output + done.stderr
+
+    # A webhook that cannot be reached: a warning on stderr, the backup still succeeds.
+    unreachable = CliRunner().invoke(
+        app,
+        [
+            *backup_args(sim, tmp_path),
+            "--to",
+            str(tmp_path / "backups"),
+            "--webhook-url",
+            f"http://127.0.0.1:{free_port()}/T0KEN",
+            "--webhook-on",
+            "always",
+        ],
+        env=env,
+    )
+    assert unreachable.exit_code == 0, unreachable.output
+    assert "warning: webhook to http://127.0.0.1:" in unreachable.stderr
+    assert "exit code are unaffected" in unreachable.stderr
+    assert "T0KEN" not in unreachable.stderr
+
+
+def test_backup_that_cannot_start_is_recorded_as_failed_and_alerted(
+    make_simulator: Callable[..., Simulator], tmp_path: Path
+) -> None:
+    sim = make_simulator({"vms": [vm("web")]})
+    repository = Repository.init(LocalTarget(tmp_path / "repo"), "pw", scrypt_n=2**12)
+    report, metrics = tmp_path / "last.json", tmp_path / "hyperv.prom"
+    with repository, hook_server() as server:
+        env = {
+            "HYPERV_BACKUP_PASSWORD": sim.scenario.credentials.password,
+            "HYPERV_BACKUP_REPO_PASSWORD": "pw",
+            # All from the environment, as a scheduled task would set them.
+            "HYPERV_BACKUP_REPORT_FILE": str(report),
+            "HYPERV_BACKUP_METRICS_FILE": str(metrics),
+            "HYPERV_BACKUP_WEBHOOK_URL": server.url,
+        }
+        args = [*backup_args(sim, tmp_path), "--repo", str(tmp_path / "repo")]
+        good = CliRunner().invoke(app, args, env=env)
+        assert good.exit_code == 0, good.output
+        first_success = value(metrics.read_text(), "hyperv_backup_last_success_timestamp_seconds")
+        assert server.received == []  # on failure only, by default
+        with acquire_exclusive(repository.target, repository._codec, "prune"):
+            locked = CliRunner().invoke(app, args, env=env)
+    assert locked.exit_code == 1
+    assert "locked exclusively by prune" in locked.stderr
+    document = json.loads(report.read_text())
+    assert (document["status"], document["exit_code"], document["vms"]) == ("failed", 1, [])
+    assert "locked exclusively by prune" in document["error"]
+    text = metrics.read_text()
+    assert value(text, "hyperv_backup_job_status") == 1
+    assert value(text, "hyperv_backup_last_success_timestamp_seconds") == first_success
+    assert value(text, "hyperv_backup_vm_last_success_timestamp_seconds", vm="web") > 0
+    [request] = server.received
+    assert json.loads(request.body)["job_id"] == document["job_id"]

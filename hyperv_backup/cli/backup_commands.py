@@ -10,6 +10,16 @@ import typer
 
 from hyperv_backup.backup import BackupJob, ProgressEvent
 from hyperv_backup.cli.console import err, fail, out
+from hyperv_backup.cli.monitoring_options import (
+    JobNameOpt,
+    MetricsFileOpt,
+    ReportFileOpt,
+    WebhookHeaderOpt,
+    WebhookOnOpt,
+    WebhookUrlOpt,
+    build_monitoring,
+    publish_monitoring,
+)
 from hyperv_backup.cli.options import (
     AllOpt,
     AttemptsOpt,
@@ -42,6 +52,7 @@ from hyperv_backup.cli.repository_options import (
 )
 from hyperv_backup.config import ConnectionSettings
 from hyperv_backup.errors import ConfigError, HyperVBackupError
+from hyperv_backup.monitoring import WebhookOn, failed_job_result
 from hyperv_backup.plain import PlainSink
 from hyperv_backup.policy import CaptureMode, ConsistencyPolicy, PassthroughPolicy
 from hyperv_backup.render import format_bytes, job_table, plan_table
@@ -142,6 +153,12 @@ def backup(
     state_dir: StateOpt = None,
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
+    report_file: ReportFileOpt = None,
+    metrics_file: MetricsFileOpt = None,
+    job_name: JobNameOpt = "default",
+    webhook_url: WebhookUrlOpt = None,
+    webhook_on: WebhookOnOpt = WebhookOn.FAILURE,
+    webhook_header: WebhookHeaderOpt = None,
 ) -> None:
     """Back up VMs: freeze each consistently, capture all of it, store it, clean up.
 
@@ -163,6 +180,9 @@ def backup(
         after_vm=after_vm,
     )
     selection = build_selection(names, all_vms, exclude)
+    monitoring = build_monitoring(
+        report_file, metrics_file, job_name, webhook_url, webhook_on, webhook_header
+    )
     reader = build_reader(
         settings,
         path_map=path_map,
@@ -219,10 +239,13 @@ def backup(
         else:
             result = job.run(selection)
     except HyperVBackupError as error:
+        # Recorded as a failed job, so that monitoring alerts instead of going stale.
+        publish_monitoring(monitoring, failed_job_result(settings.host, error))
         fail(error)
     finally:
         if repository is not None:
             repository.close()
+    publish_monitoring(monitoring, result)
     if as_json:
         print(result.model_dump_json(indent=2))
     else:
