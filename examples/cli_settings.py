@@ -115,7 +115,8 @@ def connection_settings(args: argparse.Namespace) -> ConnectionSettings:
     except ValidationError as error:
         problems = "; ".join(e["msg"].removeprefix("Value error, ") for e in error.errors())
         raise ConfigError(
-            f"Invalid host settings: {problems} (the password is read from HYPERV_BACKUP_PASSWORD)"
+            f"Invalid host settings: {problems.rstrip('.')}. "
+            "(The password is read from HYPERV_BACKUP_PASSWORD.)"
         ) from None
 
 

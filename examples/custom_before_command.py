@@ -43,6 +43,7 @@ from cli_settings import (
 from hyperv_backup import (
     BackupJob,
     BackupPolicy,
+    ConfigError,
     DirectorySink,
     HookContext,
     HookOutcome,
@@ -115,9 +116,14 @@ def parse_args() -> argparse.Namespace:
 
 
 def maintenance_patterns(args: argparse.Namespace) -> list[str]:
+    """``--maintenance`` patterns, then those of ``--maintenance-file``."""
     patterns = list(args.maintenance)
     if args.maintenance_file is not None:
-        for line in args.maintenance_file.read_text(encoding="utf-8").splitlines():
+        try:
+            text = args.maintenance_file.read_text(encoding="utf-8")
+        except OSError as error:
+            raise ConfigError(f"--maintenance-file: {error}") from None
+        for line in text.splitlines():
             if line.strip() and not line.lstrip().startswith("#"):
                 patterns.append(line.strip())
     return patterns

@@ -134,11 +134,8 @@ def apply_retention(
 def main() -> int:
     args = parse_args()
     settings = connection_settings(args)
-    retention = RetentionPolicy(
-        keep_daily=args.keep_daily, keep_weekly=args.keep_weekly, keep_monthly=args.keep_monthly
-    )
     password = repository_password()
-    try:
+    try:  # every setting is checked before the host or the bucket is contacted
         s3 = S3Settings(
             bucket=args.bucket,
             prefix=args.prefix,
@@ -146,9 +143,15 @@ def main() -> int:
             region=args.s3_region,
             profile=args.s3_profile,
         )
+        policy = BackupPolicy(parallel_vms=args.parallel, tags=["nightly"])
+        retention = RetentionPolicy(
+            keep_daily=args.keep_daily,
+            keep_weekly=args.keep_weekly,
+            keep_monthly=args.keep_monthly,
+        )
     except ValidationError as error:
-        raise ConfigError(f"S3 settings: {error.errors()[0]['msg']}") from None
-    policy = BackupPolicy(parallel_vms=args.parallel, tags=["nightly"])
+        problem = error.errors()[0]
+        raise ConfigError(f"{'.'.join(map(str, problem['loc']))}: {problem['msg']}") from None
 
     with S3Target(s3) as target:
         # "config" is the first object of every repository: its absence means the first night.
@@ -168,7 +171,7 @@ def main() -> int:
             if result.error:
                 logger.error("job %s: %s", result.job_id, result.error)
             if result.status == JobStatus.FAILED:
-                # Nothing new is safe in the repository: leave the older backups alone.
+                # Nothing new was stored: every older backup stays as it is.
                 logger.error("nothing was backed up, so retention was not applied")
                 return result.exit_code
             retention_done = apply_retention(
