@@ -100,7 +100,14 @@ def new_job_id() -> str:
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    """Progress for a UI: ``kind`` is vm_started, file_started, bytes, vm_finished."""
+    """Progress for a UI: ``kind`` is vm_started, file_started, bytes, vm_finished.
+
+    ``file_started`` and ``bytes`` name the ``file`` (relative path) and carry ``total``, the
+    bytes of all the VM's files, and ``file_size``, the listed size of this file (a running
+    VM's active disk read from a shadow copy may end up a little larger). ``bytes`` events
+    carry in ``bytes`` the count just read (an increment, not a running sum); they come from
+    the VM's worker thread, several VMs at once. ``vm_finished`` carries the ``result``.
+    """
 
     kind: str
     vm_name: str
@@ -108,6 +115,7 @@ class ProgressEvent:
     bytes: int = 0
     total: int = 0
     result: VMBackupResult | None = None
+    file_size: int = 0
 
 
 ProgressCallback = Callable[[ProgressEvent], None]
@@ -536,10 +544,11 @@ class BackupJob:
         for item in files:
             host_file, read_path = item.file, item.read_path
             relative = host_file.relative_path.replace("\\", "/")
-            self._emit(ProgressEvent("file_started", vm.name, relative, 0, total))
+            size = host_file.size
+            self._emit(ProgressEvent("file_started", vm.name, relative, 0, total, file_size=size))
 
-            def on_bytes(count: int, name: str = relative) -> None:
-                self._emit(ProgressEvent("bytes", vm.name, name, count, total))
+            def on_bytes(count: int, name: str = relative, size: int = size) -> None:
+                self._emit(ProgressEvent("bytes", vm.name, name, count, total, file_size=size))
 
             with self._open(read_path) as stream:
                 digest = capture.write_file(relative, stream, on_bytes)

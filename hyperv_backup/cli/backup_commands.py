@@ -8,8 +8,9 @@ from typing import Annotated
 
 import typer
 
-from hyperv_backup.backup import BackupJob, ProgressEvent
-from hyperv_backup.cli.console import err, fail, out
+from hyperv_backup.backup import BackupJob
+from hyperv_backup.cli.cleanup_preview import preview_cleanup
+from hyperv_backup.cli.console import err, exit_codes, fail, out, print_json
 from hyperv_backup.cli.monitoring_options import (
     JobNameOpt,
     MetricsFileOpt,
@@ -43,6 +44,7 @@ from hyperv_backup.cli.options import (
     build_reader,
     build_selection,
 )
+from hyperv_backup.cli.progress import BackupProgress
 from hyperv_backup.cli.repository_options import (
     PasswordFileOpt,
     RepositoryOptions,
@@ -54,7 +56,7 @@ from hyperv_backup.config import ConnectionSettings
 from hyperv_backup.errors import ConfigError, HyperVBackupError
 from hyperv_backup.monitoring import WebhookOn, failed_job_result
 from hyperv_backup.plain import PlainSink
-from hyperv_backup.policy import CaptureMode, ConsistencyPolicy, PassthroughPolicy
+from hyperv_backup.policy import BackupPolicy, CaptureMode, ConsistencyPolicy, PassthroughPolicy
 from hyperv_backup.render import format_bytes, job_table, plan_table
 from hyperv_backup.results import EXIT_USAGE, JobResult
 from hyperv_backup.sink import CaptureSink, DirectorySink
@@ -72,6 +74,7 @@ ToOpt = Annotated[
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show the plan; change nothing.")]
 
 
+@exit_codes()
 def plan(
     settings: ConnectionSettings,
     names: NamesArg = None,
@@ -118,6 +121,7 @@ def plan(
         )
 
 
+@exit_codes("3 here: some VMs failed, or a cleanup step or an after-command did.")
 def backup(
     settings: ConnectionSettings,
     names: NamesArg = None,
@@ -209,7 +213,6 @@ def backup(
             ConfigError("Where should the backup go? Give --repo REPOSITORY or --to FOLDER."),
             EXIT_USAGE,
         )
-    show_progress = not as_json and err().is_terminal
     sink: CaptureSink
     repository = None
     if repo is not None:
@@ -223,21 +226,23 @@ def backup(
     else:
         assert to is not None
         sink = DirectorySink(Path(to))
+    bars = BackupProgress(err(), enabled=not as_json)  # drawn on a terminal only
     job = BackupJob(
         settings,
         policy,
         sink=sink,
         reader=reader,
         state_dir=state_dir,
-        progress=_print_progress if show_progress else None,
+        progress=bars.callback,
     )
     try:
-        if repository is not None:
-            # A forget/prune started meanwhile must not delete what this job still needs.
-            with repository.shared_lock(f"backup of {settings.host}"):
+        with bars:
+            if repository is not None:
+                # A forget/prune started meanwhile must not delete what this job still needs.
+                with repository.shared_lock(f"backup of {settings.host}"):
+                    result = job.run(selection)
+            else:
                 result = job.run(selection)
-        else:
-            result = job.run(selection)
     except HyperVBackupError as error:
         # Recorded as a failed job, so that monitoring alerts instead of going stale.
         publish_monitoring(monitoring, failed_job_result(settings.host, error))
@@ -271,23 +276,17 @@ def report_job(result: JobResult) -> None:
     )
 
 
-def _print_progress(event: ProgressEvent) -> None:
-    if event.kind == "vm_started":
-        err().print(f"{event.vm_name}: started", markup=False, highlight=False)
-    elif event.kind == "vm_finished" and event.result is not None:
-        r = event.result
-        err().print(
-            f"{event.vm_name}: {r.status.value} ({format_bytes(r.bytes)}, "
-            f"{r.duration_seconds:.1f} s)",
-            markup=False,
-            highlight=False,
-        )
-
-
+@exit_codes("1 here: a step of the cleanup failed (the others were done).")
 def cleanup(
     settings: ConnectionSettings,
     staging_root: StagingOpt = None,
     state_dir: StateOpt = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="List what would be undone (journal and host); change nothing."
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Undo what killed or failed runs left on the host.
@@ -307,6 +306,9 @@ def cleanup(
         merge_timeout=3600,
         retry_attempts=6,
     )
+    if dry_run:
+        _preview_cleanup(settings, policy, state_dir, as_json=as_json)
+        return
     try:
         report = BackupJob(settings, policy, state_dir=state_dir).cleanup()
     except HyperVBackupError as error:
@@ -321,3 +323,21 @@ def cleanup(
         if not report.undone and not report.errors:
             out().print("Nothing was left behind on the host.", markup=False)
     raise typer.Exit(1 if report.errors else 0)
+
+
+def _preview_cleanup(
+    settings: ConnectionSettings, policy: BackupPolicy, state_dir: Path | None, *, as_json: bool
+) -> None:
+    try:
+        preview = preview_cleanup(settings, policy, state_dir)
+    except HyperVBackupError as error:
+        fail(error)
+    if as_json:
+        print_json(preview.document())
+        return
+    for item in preview.would_undo:
+        out().print(f"would {item.action}", markup=False, highlight=False)
+    for share in preview.left_alone:
+        out().print(f"left alone: share {share} (not one of ours)", markup=False)
+    if not preview.would_undo:
+        out().print("Nothing was left behind on the host.", markup=False)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hyperv_backup.cli.console import fail, out
+from hyperv_backup.cli.console import exit_codes, fail, out
 from hyperv_backup.cli.options import JsonOpt, NamesArg
 from hyperv_backup.config import ConnectionSettings
 from hyperv_backup.errors import ConfigError, HyperVBackupError
@@ -13,6 +13,7 @@ from hyperv_backup.results import EXIT_USAGE
 __all__ = ["inventory", "print_inventory"]
 
 
+@exit_codes()
 def inventory(
     settings: ConnectionSettings,
     names: NamesArg = None,

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Annotated
 
 import typer
 
-from hyperv_backup.cli.console import err, fail, out
+from hyperv_backup.cli.console import err, fail, out, print_json
 from hyperv_backup.cli.options import build_writer
+from hyperv_backup.cli.progress import ByteProgress
 from hyperv_backup.cli.repository_options import RepositoryOptions, open_repository
+from hyperv_backup.cli.restore_preview import RestorePreview, preview_host_restore, restore_bytes
 from hyperv_backup.config import ConnectionSettings
 from hyperv_backup.errors import ConfigError, HyperVBackupError
 from hyperv_backup.host import HyperVHost
 from hyperv_backup.render import format_bytes
+from hyperv_backup.repository import Repository
 from hyperv_backup.repository.host_restore import HostRestoreReport, restore_to_host
 from hyperv_backup.results import EXIT_USAGE
+from hyperv_backup.transfer import SMBWriter
 
 __all__ = [
     "HostRestoreRequest",
@@ -56,6 +59,7 @@ class HostRestoreRequest:
     smb_port: int
     smb_shares: list[str] | None
     smb_encrypt: bool
+    dry_run: bool = False
 
 
 def restore_onto_host(
@@ -65,36 +69,77 @@ def restore_onto_host(
     *,
     as_json: bool,
 ) -> None:
-    """Restore (and import) as asked, then print the outcome; exit 1 or 2 on errors."""
+    """Restore (and import) as asked, then print the outcome; exit 1 or 2 on errors.
+
+    With ``request.dry_run``, print what would be written where instead, writing nothing.
+    """
     writer = build_writer(
         settings,
         smb_port=request.smb_port,
         smb_shares=request.smb_shares,
         smb_encrypt=request.smb_encrypt,
     )
+    preview: RestorePreview | None = None
     with open_repository(options) as repository:
         try:
             with HyperVHost(settings) as host, writer:
-                report = restore_to_host(
-                    repository,
-                    request.snapshot,
-                    host,
-                    writer,
-                    request.destination,
-                    import_vm=request.import_vm,
-                    new_name=request.new_name,
-                    vm_path=request.import_to,
-                    paths=request.paths,
-                    overwrite=request.overwrite,
-                )
+                if request.dry_run:
+                    preview = preview_host_restore(
+                        repository,
+                        request.snapshot,
+                        host,
+                        writer,
+                        request.destination,
+                        import_vm=request.import_vm,
+                        new_name=request.new_name,
+                        vm_path=request.import_to,
+                        paths=request.paths,
+                        overwrite=request.overwrite,
+                    )
+                else:
+                    report = _restore(repository, host, writer, request, as_json=as_json)
         except ConfigError as error:
             fail(error, EXIT_USAGE)
         except HyperVBackupError as error:
             fail(error)
+    if preview is not None:
+        preview.print_and_exit(as_json=as_json)
     if as_json:
-        print(json.dumps(_document(report, settings.host), indent=2))
+        print_json(_document(report, settings.host))
         return
     _print(report, settings.host)
+
+
+def _restore(
+    repository: Repository,
+    host: HyperVHost,
+    writer: SMBWriter,
+    request: HostRestoreRequest,
+    *,
+    as_json: bool,
+) -> HostRestoreReport:
+    """The restore itself, under a progress bar on a terminal."""
+    bars = ByteProgress(err(), "restoring", None, enabled=not as_json)
+    if bars.callback is not None:
+        chosen = repository.snapshot(request.snapshot)
+        bars.description = (
+            f"restoring {chosen.vm_name} ({chosen.short_id}) onto {host.settings.host}"
+        )
+        bars.total = restore_bytes(chosen, request.paths)
+    with bars:
+        return restore_to_host(
+            repository,
+            request.snapshot,
+            host,
+            writer,
+            request.destination,
+            import_vm=request.import_vm,
+            new_name=request.new_name,
+            vm_path=request.import_to,
+            paths=request.paths,
+            overwrite=request.overwrite,
+            progress=bars.callback,
+        )
 
 
 def _document(report: HostRestoreReport, host: str) -> dict[str, object]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
+import os
+import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -12,7 +14,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from hyperv_backup.cli.console import err, fail, out
+from hyperv_backup.cli.console import err, exit_codes, fail, out, print_json
 from hyperv_backup.cli.host_restore import (
     HostRestoreRequest,
     SmbPlainOpt,
@@ -21,6 +23,7 @@ from hyperv_backup.cli.host_restore import (
     restore_onto_host,
 )
 from hyperv_backup.cli.options import JsonOpt
+from hyperv_backup.cli.progress import ByteProgress
 from hyperv_backup.cli.repository_options import (
     PasswordFileOpt,
     RepoOpt,
@@ -32,11 +35,21 @@ from hyperv_backup.cli.repository_options import (
     open_repository,
     read_password,
 )
+from hyperv_backup.cli.restore_preview import (
+    RestorePreview,
+    preview_local_restore,
+    restore_bytes,
+)
 from hyperv_backup.config import ConnectionSettings
 from hyperv_backup.errors import ConfigError, HyperVBackupError
 from hyperv_backup.render import format_bytes
 from hyperv_backup.repository import Repository, RetentionPolicy
+from hyperv_backup.repository.config import CONFIG_KEY
+from hyperv_backup.repository.index import INDEX_PREFIX
+from hyperv_backup.repository.pack import PACK_PREFIX
+from hyperv_backup.repository.snapshot import SNAPSHOT_PREFIX
 from hyperv_backup.results import EXIT_FAILURE, EXIT_USAGE
+from hyperv_backup.targets import LocalTarget, Target
 
 __all__ = ["check", "forget", "init", "prune", "restore", "snapshots"]
 
@@ -45,6 +58,14 @@ NoEncryptionOpt = Annotated[
 ]
 DryRunOpt = Annotated[
     bool, typer.Option("--dry-run", help="Show what would happen; change nothing.")
+]
+PreviewOpt = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="Show what would be created or written, and whether it would be refused (then "
+        "exit as the command would); change nothing.",
+    ),
 ]
 
 
@@ -58,6 +79,7 @@ def _options(
     return RepositoryOptions(repo, s3_endpoint, s3_region, s3_profile, password_file)
 
 
+@exit_codes()
 def init(
     repo: RepoOpt,
     no_encryption: NoEncryptionOpt = False,
@@ -65,27 +87,100 @@ def init(
     s3_endpoint: S3EndpointOpt = None,
     s3_region: S3RegionOpt = None,
     s3_profile: S3ProfileOpt = None,
+    dry_run: PreviewOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Create a repository (encrypted with a password unless --no-encryption)."""
     options = _options(repo, s3_endpoint, s3_region, s3_profile, password_file)
+    if dry_run:
+        _preview_init(options, encrypted=not no_encryption, as_json=as_json)
+        return
     password = None if no_encryption else read_password(options, confirm=True)
     if password is None and not no_encryption:
-        fail(
-            ConfigError(
-                "A new repository is encrypted: give its password (HYPERV_BACKUP_REPO_PASSWORD "
-                "or --password-file), or choose --no-encryption explicitly."
-            ),
-            EXIT_USAGE,
-        )
+        fail(ConfigError(_ENCRYPTION_UNKEYED), EXIT_USAGE)
     try:
         repository = Repository.init(make_target(options), password)
     except HyperVBackupError as error:
         fail(error)
     with repository:
+        if as_json:
+            print_json({"repository": repo, "id": repository.id, "encrypted": repository.encrypted})
+            return
         kind = "encrypted" if repository.encrypted else "unencrypted"
         out().print(f"Created {kind} repository {repository.id} at {repo}", markup=False)
 
 
+_ENCRYPTION_UNKEYED = (
+    "A new repository is encrypted: give its password (HYPERV_BACKUP_REPO_PASSWORD or "
+    "--password-file), or choose --no-encryption explicitly."
+)
+
+
+def _preview_init(options: RepositoryOptions, *, encrypted: bool, as_json: bool) -> None:
+    """What ``init`` would create, and why it would refuse; creates nothing (not even the
+    folder of a local repository)."""
+    local = not options.repo.startswith("s3://")
+    folder_exists = Path(options.repo).is_dir() if local else True
+    would_create = [] if folder_exists else [f"folder {options.repo}"]
+    would_create.append(f"{options.repo.rstrip('/')}/{CONFIG_KEY}")
+    refusals: list[tuple[str, int]] = []
+    if folder_exists:
+        try:
+            refusal = _occupied(LocalTarget(Path(options.repo)) if local else make_target(options))
+        except HyperVBackupError as error:
+            fail(error)
+        if refusal:
+            refusals.append((refusal, EXIT_FAILURE))
+    password_from = _password_source(options) if encrypted else None
+    if encrypted and password_from is None:
+        refusals.append((_ENCRYPTION_UNKEYED, EXIT_USAGE))
+    document = {
+        "dry_run": True,
+        "repository": options.repo,
+        "encrypted": encrypted,
+        "password_from": password_from,
+        "would_create": would_create,
+        "refusals": [text for text, _code in refusals],
+    }
+    if as_json:
+        print_json(document)
+    else:
+        kind = "an encrypted" if encrypted else "an unencrypted"
+        out().print(f"Would create {kind} repository at {options.repo}:", markup=False)
+        for thing in would_create:
+            out().print(f"  {thing}", markup=False, highlight=False)
+        if encrypted:
+            out().print(f"  password from: {password_from or 'nowhere'}", markup=False)
+        for text, _code in refusals:
+            err().print(f"would refuse: {text}", markup=False, highlight=False)
+    if refusals:
+        raise typer.Exit(max(code for _text, code in refusals))
+
+
+def _occupied(target: Target) -> str | None:
+    """Why ``Repository.init`` would refuse ``target`` (the checks it makes), if it would."""
+    if target.stat(CONFIG_KEY) is not None:
+        return f"{target!r} already holds a repository; open it instead"
+    if any(True for _ in target.list(SNAPSHOT_PREFIX)) or any(
+        True for _ in target.list(INDEX_PREFIX)
+    ):
+        return (
+            f"{target!r} holds repository objects but no config; refusing to create a new "
+            "repository over them"
+        )
+    return None
+
+
+def _password_source(options: RepositoryOptions) -> str | None:
+    """Where ``read_password`` would take the password from (without asking for it)."""
+    if options.password_file is not None:
+        return f"password file {options.password_file}"
+    if os.environ.get("HYPERV_BACKUP_REPO_PASSWORD"):
+        return "HYPERV_BACKUP_REPO_PASSWORD"
+    return "a prompt" if sys.stdin.isatty() else None
+
+
+@exit_codes()
 def snapshots(
     repo: RepoOpt,
     vm: Annotated[str | None, typer.Option(help="VM name or wildcard.")] = None,
@@ -101,9 +196,12 @@ def snapshots(
 ) -> None:
     """List the VM backups in the repository, newest first."""
     with open_repository(_options(repo, s3_endpoint, s3_region, s3_profile, password_file)) as r:
-        found = r.snapshots(vm=vm, host=host, since=since, until=until, tags=tag or ())
+        try:
+            found = r.snapshots(vm=vm, host=host, since=since, until=until, tags=tag or ())
+        except HyperVBackupError as error:
+            fail(error)
     if as_json:
-        print(json.dumps([s.model_dump(mode="json", exclude={"files"}) for s in found], indent=2))
+        print_json([s.model_dump(mode="json", exclude={"files"}) for s in found])
         return
     table = Table(title=f"{len(found)} backup(s)")
     for column in ("ID", "Time", "VM", "Host", "Consistency", "Size", "Status", "Tags"):
@@ -122,6 +220,7 @@ def snapshots(
     out().print(table)
 
 
+@exit_codes("1 here: something is damaged.")
 def check(
     repo: RepoOpt,
     read_data: Annotated[
@@ -138,21 +237,32 @@ def check(
     Exits 1 when anything is damaged, naming the VM backups and files affected.
     """
     with open_repository(_options(repo, s3_endpoint, s3_region, s3_profile, password_file)) as r:
-        report = r.check(read_data=read_data)
-    if as_json:
-        print(
-            json.dumps(
-                {
-                    "ok": report.ok,
-                    "errors": [str(e) for e in report.errors],
-                    "warnings": report.warnings,
-                    "snapshots": report.snapshots,
-                    "packs": report.packs,
-                    "blobs": report.blobs,
-                    "bytes_read": report.bytes_read,
-                },
-                indent=2,
+        try:
+            bars = ByteProgress(
+                err(),
+                "reading and verifying packs",
+                None,
+                enabled=read_data and not as_json,
             )
+            if bars.callback is not None:  # the total is worth a listing only for the bar
+                bars.total = sum(info.size for info in r.target.list(PACK_PREFIX))
+            with bars:
+                report = r.check(read_data=read_data, progress=bars.callback)
+        except HyperVBackupError as error:
+            fail(error)
+    if as_json:
+        print_json(
+            {
+                "ok": report.ok,
+                "read_data": report.read_data,
+                "errors": [str(e) for e in report.errors],
+                "damaged_snapshots": sorted(report.damaged_snapshots),
+                "warnings": report.warnings,
+                "snapshots": report.snapshots,
+                "packs": report.packs,
+                "blobs": report.blobs,
+                "bytes_read": report.bytes_read,
+            }
         )
     else:
         for problem in report.errors:
@@ -167,6 +277,7 @@ def check(
     raise typer.Exit(0 if report.ok else EXIT_FAILURE)
 
 
+@exit_codes()
 def restore(
     snapshot: Annotated[str, typer.Argument(help="Backup id (or a unique prefix of it).")],
     repo: RepoOpt,
@@ -213,6 +324,7 @@ def restore(
     smb_port: SmbPortOpt = 445,
     smb_share: SmbShareOpt = None,
     smb_no_encryption: SmbPlainOpt = False,
+    dry_run: PreviewOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Restore a VM backup into the Export-VM folder layout, verifying every file's hash.
@@ -244,28 +356,40 @@ def restore(
             smb_port=smb_port,
             smb_shares=smb_share,
             smb_encrypt=not smb_no_encryption,
+            dry_run=dry_run,
         )
         restore_onto_host(options, connect(), request, as_json=as_json)
         return
     if import_vm or new_name or import_to:
         fail(ConfigError("--import, --new-name and --import-to go with --to-host."), EXIT_USAGE)
     assert to is not None
+    preview: RestorePreview | None = None
     with open_repository(options) as r:
         try:
-            report = r.restore(snapshot, to, paths=path, overwrite=overwrite)
+            if dry_run:
+                preview = preview_local_restore(r, snapshot, to, paths=path, overwrite=overwrite)
+            else:
+                bars = ByteProgress(err(), "restoring", None, enabled=not as_json)
+                if bars.callback is not None:
+                    chosen = r.snapshot(snapshot)
+                    bars.description = f"restoring {chosen.vm_name} ({chosen.short_id})"
+                    bars.total = restore_bytes(chosen, path)
+                with bars:
+                    report = r.restore(
+                        snapshot, to, paths=path, overwrite=overwrite, progress=bars.callback
+                    )
         except HyperVBackupError as error:
             fail(error)
+    if preview is not None:
+        preview.print_and_exit(as_json=as_json)
     if as_json:
-        print(
-            json.dumps(
-                {
-                    "snapshot": report.snapshot_id,
-                    "folder": str(report.folder),
-                    "files": report.files,
-                    "bytes": report.bytes,
-                },
-                indent=2,
-            )
+        print_json(
+            {
+                "snapshot": report.snapshot_id,
+                "folder": str(report.folder),
+                "files": report.files,
+                "bytes": report.bytes,
+            }
         )
         return
     out().print(
@@ -275,6 +399,7 @@ def restore(
     )
 
 
+@exit_codes()
 def forget(
     repo: RepoOpt,
     keep_last: Annotated[int, typer.Option(help="Keep the newest N backups per VM.")] = 0,
@@ -313,21 +438,19 @@ def forget(
         except HyperVBackupError as error:
             fail(error)
     if as_json:
-        print(
-            json.dumps(
-                {
-                    "dry_run": dry_run,
-                    "kept": [
-                        {"id": d.snapshot.id, "vm": d.snapshot.vm_name, "reasons": d.reasons}
-                        for d in report.kept
-                    ],
-                    "removed": [
-                        {"id": d.snapshot.id, "vm": d.snapshot.vm_name} for d in report.removed
-                    ],
-                    "bytes_freed": pruned.bytes_freed if pruned else None,
-                },
-                indent=2,
-            )
+        print_json(
+            {
+                "dry_run": dry_run,
+                "kept": [
+                    {"id": d.snapshot.id, "vm": d.snapshot.vm_name, "reasons": d.reasons}
+                    for d in report.kept
+                ],
+                "removed": [
+                    {"id": d.snapshot.id, "vm": d.snapshot.vm_name} for d in report.removed
+                ],
+                "bytes_freed": pruned.bytes_freed if pruned else None,
+                "prune": dataclasses.asdict(pruned) if pruned else None,
+            }
         )
         return
     verb = "would remove" if dry_run else "removed"
@@ -345,6 +468,7 @@ def forget(
         )
 
 
+@exit_codes()
 def prune(
     repo: RepoOpt,
     dry_run: DryRunOpt = False,
@@ -352,6 +476,7 @@ def prune(
     s3_endpoint: S3EndpointOpt = None,
     s3_region: S3RegionOpt = None,
     s3_profile: S3ProfileOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Delete data no backup uses any more. Refuses while a backup holds the lock."""
     with open_repository(_options(repo, s3_endpoint, s3_region, s3_profile, password_file)) as r:
@@ -359,6 +484,9 @@ def prune(
             report = r.prune(dry_run=dry_run)
         except HyperVBackupError as error:
             fail(error)
+    if as_json:
+        print_json(dataclasses.asdict(report))
+        return
     out().print(
         f"{len(report.packs_deleted)} pack(s) {'would be ' if dry_run else ''}deleted, "
         f"{format_bytes(report.bytes_freed)} freed",

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -140,8 +140,15 @@ def _verify_pack(store: BlobStore, pack_id: str, blobs: list[PackedBlob]) -> _Pa
 
 
 class _Checker:
-    def __init__(self, store: BlobStore, read_data: bool, threads: int) -> None:
+    def __init__(
+        self,
+        store: BlobStore,
+        read_data: bool,
+        threads: int,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
         self.store = store
+        self.progress = progress
         self.report = CheckReport(read_data=read_data)
         self.threads = max(1, threads)
         # Blob id → why it cannot be read (only blobs the dedup index would serve).
@@ -208,6 +215,8 @@ class _Checker:
 
     def _record(self, verdict: _PackVerdict) -> None:
         self.report.bytes_read += verdict.bytes_read
+        if self.progress is not None and verdict.bytes_read:
+            self.progress(verdict.bytes_read)
         for problem in verdict.problems:
             self.report.errors.append(CheckProblem("pack", problem))
         for blob, reason in verdict.damaged:
@@ -299,9 +308,18 @@ class _Checker:
             )
 
 
-def check_repository(store: BlobStore, *, read_data: bool = False, threads: int = 2) -> CheckReport:
-    """Check the repository behind ``store`` (see the module docstring)."""
-    report = _Checker(store, read_data, threads).run()
+def check_repository(
+    store: BlobStore,
+    *,
+    read_data: bool = False,
+    threads: int = 2,
+    progress: Callable[[int], None] | None = None,
+) -> CheckReport:
+    """Check the repository behind ``store`` (see the module docstring).
+
+    ``progress``: with ``read_data``, called with the bytes of each pack once it is verified.
+    """
+    report = _Checker(store, read_data, threads, progress).run()
     logger.info(
         "check: %d snapshots, %d packs, %d blobs, %d errors",
         report.snapshots,

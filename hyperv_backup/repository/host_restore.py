@@ -33,7 +33,7 @@ import hashlib
 import logging
 import ntpath
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from hyperv_backup.errors import (
@@ -92,6 +92,7 @@ def restore_to_host(
     vm_path: str | None = None,
     paths: Sequence[str] | None = None,
     overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> HostRestoreReport:
     """Write a snapshot onto the host under ``destination`` and, with ``import_vm``, import it.
 
@@ -100,7 +101,8 @@ def restore_to_host(
     backed-up VM's; refused while a VM of that name exists). ``vm_path``: where the imported
     VM's files go (must not exist yet; default ``<destination>\\Hyper-V\\<name>``).
     ``paths``: only files under these relative paths (not with ``import_vm``: an import needs
-    the whole VM). ``overwrite``: replace existing files of the restore.
+    the whole VM). ``overwrite``: replace existing files of the restore. ``progress``: called
+    with the byte count of each chunk written (zero chunks, which are skipped, included).
 
     Raises :class:`InsufficientSpaceError`, :class:`HostFileExistsError` or
     :class:`VMImportError` before anything is written, :class:`IntegrityError` when stored
@@ -135,7 +137,9 @@ def restore_to_host(
         _check_space(host, needs)
         _refuse_existing(writer, targets, overwrite)
         report = HostRestoreReport(snapshot_id=snapshot.id, folder=folder)
-        _write_files(repository, snapshot, targets, writer, report, overwrite=overwrite)
+        _write_files(
+            repository, snapshot, targets, writer, report, overwrite=overwrite, progress=progress
+        )
     if import_to is not None:
         params = ImportVMParams(path=folder, virtual_machine_path=import_to, new_name=new_name)
         report.imported = host.runner.run(SCRIPTS["import-vm"], params)
@@ -151,6 +155,7 @@ def _write_files(
     report: HostRestoreReport,
     *,
     overwrite: bool,
+    progress: Callable[[int], None] | None = None,
 ) -> None:
     """Every chosen file onto the host, one after the other (under the caller's lock)."""
     # The repository's blob store: this module belongs to the repository package.
@@ -163,7 +168,7 @@ def _write_files(
         if parent.casefold() not in made:
             writer.makedirs(parent)
             made.add(parent.casefold())
-        _restore_file(reader, snapshot, entry, writer, path, overwrite=overwrite)
+        _restore_file(reader, snapshot, entry, writer, path, overwrite=overwrite, progress=progress)
         report.files.append(entry.path)
         report.bytes += entry.size
         logger.info("restored %s (%d bytes) to %s", entry.path, entry.size, path)
@@ -277,11 +282,12 @@ def _restore_file(
     path: str,
     *,
     overwrite: bool,
+    progress: Callable[[int], None] | None = None,
 ) -> None:
     """Stream one file onto the host; it gets its name only once its SHA-256 matched."""
     try:
         with writer.create(path, overwrite=overwrite) as upload:
-            _stream(reader, entry, upload)
+            _stream(reader, entry, upload, progress)
             upload.commit()
     except TransferError:
         raise  # writing failed: the host's side, not the repository's
@@ -292,7 +298,12 @@ def _restore_file(
         ) from err
 
 
-def _stream(reader: ChunkReader, entry: SnapshotFile, upload: FileUpload) -> None:
+def _stream(
+    reader: ChunkReader,
+    entry: SnapshotFile,
+    upload: FileUpload,
+    progress: Callable[[int], None] | None = None,
+) -> None:
     """The file's chunks into ``upload``; :class:`IntegrityError` unless all of it matched."""
     digest = hashlib.sha256()
     written = 0
@@ -304,6 +315,8 @@ def _stream(reader: ChunkReader, entry: SnapshotFile, upload: FileUpload) -> Non
             digest.update(data)
             upload.write(data)
         written += length
+        if progress is not None:
+            progress(length)
     if written != entry.size or digest.hexdigest() != entry.sha256:
         raise IntegrityError(
             f"the data read back does not match the SHA-256 recorded at backup "

@@ -30,7 +30,7 @@ import dataclasses
 import logging
 import secrets
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone, tzinfo
@@ -521,12 +521,18 @@ class Repository:
 
     # --- verify and restore -------------------------------------------------------------------
 
-    def check(self, *, read_data: bool = False, threads: int = 2) -> CheckReport:
+    def check(
+        self,
+        *,
+        read_data: bool = False,
+        threads: int = 2,
+        progress: Callable[[int], None] | None = None,
+    ) -> CheckReport:
         """Verify the repository; a report, not exceptions, for damaged data.
 
         Structure always; with ``read_data`` every pack is downloaded and every blob
         decrypted and hashed (``threads`` packs at a time). Damaged data is reported with the
-        VM backups and files it affects.
+        VM backups and files it affects. ``progress``: called with each verified pack's size.
         """
         with self.shared_lock("check"):
             config_problem: CheckProblem | None = None
@@ -535,7 +541,9 @@ class Repository:
             except HyperVBackupError as err:
                 config_problem = CheckProblem("config", str(err))
             self._store.refresh_index()
-            report = check_repository(self._store, read_data=read_data, threads=threads)
+            report = check_repository(
+                self._store, read_data=read_data, threads=threads, progress=progress
+            )
         if config_problem is not None:
             report.errors.insert(0, config_problem)
         return report
@@ -547,19 +555,26 @@ class Repository:
         *,
         paths: Sequence[str] | None = None,
         overwrite: bool = False,
+        progress: Callable[[int], None] | None = None,
     ) -> RestoreReport:
         """Write a snapshot's files under ``destination/<VM name>/`` in the Export-VM layout.
 
         ``paths``: only files whose relative path equals or lies under one of these
         ('Virtual Hard Disks', 'Virtual Machines/…vmcx'). Every file is verified against its
         SHA-256 as it is written (:class:`IntegrityError` names file and snapshot; the partial
-        file is removed). Existing files are refused unless ``overwrite``.
+        file is removed). Existing files are refused unless ``overwrite``. ``progress``: called
+        with the byte count of each chunk written.
         """
         snapshot = self.snapshot(snapshot_id)
         with self.shared_lock(f"restore of {snapshot.short_id}"):
             self._store.refresh_index()
             return restore_snapshot(
-                self._store, snapshot, Path(destination), paths=paths, overwrite=overwrite
+                self._store,
+                snapshot,
+                Path(destination),
+                paths=paths,
+                overwrite=overwrite,
+                progress=progress,
             )
 
     # --- retention ----------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import hashlib
 import os
 import re
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,7 +168,11 @@ def _selected(path: str, prefixes: Sequence[str] | None) -> bool:
 
 
 def _restore_file(
-    reader: ChunkReader, snapshot: Snapshot, entry: SnapshotFile, destination: Path
+    reader: ChunkReader,
+    snapshot: Snapshot,
+    entry: SnapshotFile,
+    destination: Path,
+    progress: Callable[[int], None] | None = None,
 ) -> None:
     partial = destination.with_name(destination.name + ".partial")
     digest = hashlib.sha256()
@@ -183,6 +187,8 @@ def _restore_file(
                     digest.update(data)
                     out.write(data)
                 written += length
+                if progress is not None:
+                    progress(length)
             out.truncate(written)  # a file ending in zeros was only seeked over
             out.flush()
             os.fsync(out.fileno())
@@ -211,8 +217,12 @@ def restore_snapshot(
     *,
     paths: Sequence[str] | None = None,
     overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> RestoreReport:
-    """Write ``snapshot`` under ``destination/<VM name>/`` (see :meth:`Repository.restore`)."""
+    """Write ``snapshot`` under ``destination/<VM name>/`` (see :meth:`Repository.restore`).
+
+    ``progress`` is called with the byte count of each chunk written (zero chunks included).
+    """
     folder = Path(destination) / vm_folder_name(snapshot.vm_name)
     chosen = [f for f in snapshot.files if _selected(f.path, paths)]
     if paths and not chosen:
@@ -231,7 +241,7 @@ def restore_snapshot(
     report = RestoreReport(snapshot_id=snapshot.id, folder=folder)
     for entry, path in targets:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _restore_file(reader, snapshot, entry, path)
+        _restore_file(reader, snapshot, entry, path, progress)
         report.files.append(entry.path)
         report.bytes += entry.size
     return report
