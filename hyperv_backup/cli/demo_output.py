@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.markup import escape
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
 from hyperv_backup.render import format_bytes
 from hyperv_backup.results import JobResult, VMStatus
 from hyperv_backup.simulator.demo import DEMO_PASSWORD, DemoReport, DemoStep, RepositoryRun
 
-__all__ = ["print_report", "print_step", "repositories_table", "vm_table"]
+__all__ = ["print_report", "print_step", "repositories_table", "vm_table", "why_lines"]
 
 _LEVEL_COLOURS = {"application": "green", "offline": "green", "crash": "yellow"}
+_WIDE = 100
+"""Terminals at least this wide get the per-VM table with its Why column."""
 
 
 def print_step(console: Console, step: DemoStep) -> None:
@@ -22,7 +26,7 @@ def print_step(console: Console, step: DemoStep) -> None:
         f"[bold]{step.number}. {escape(step.title)}[/] ({step.seconds:.1f} s){mark}",
         highlight=False,
     )
-    console.print(f"   {escape(step.detail)}", highlight=False, markup=True)
+    console.print(Padding(Text(step.detail), (0, 0, 0, 3)), highlight=False)
 
 
 def _consistency(requested: str, achieved: str | None) -> str:
@@ -32,17 +36,21 @@ def _consistency(requested: str, achieved: str | None) -> str:
     return f"{requested} → [{colour}]{achieved}[/]"
 
 
-def vm_table(job: JobResult) -> Table:
+def vm_table(job: JobResult, *, with_why: bool = True) -> Table:
     """One row per VM: status, consistency requested → achieved and why, bytes, time,
-    retries; exclusions and errors in the Why column."""
-    table = Table(title=f"Backup job {job.job_id}: {job.status.value}", expand=False)
-    table.add_column("VM", overflow="fold", min_width=10, max_width=16)
-    table.add_column("Status", no_wrap=True)
-    table.add_column("Requested → achieved", min_width=15)
-    table.add_column("Why", overflow="fold", ratio=1, min_width=24)
-    table.add_column("Bytes", justify="right", no_wrap=True)
-    table.add_column("Time", justify="right", no_wrap=True)
-    table.add_column("Retries", justify="right", no_wrap=True)
+    retries; exclusions and errors in the Why column (left out with ``with_why=False``, for
+    narrow terminals: :func:`why_lines` then says it below the table)."""
+    table = Table(title=f"Backup job {job.job_id}: {job.status.value}", expand=with_why)
+    # No minimum widths and no no_wrap: rich then folds every column to fit a narrow
+    # terminal instead of cropping the table's right-hand columns.
+    table.add_column("VM", overflow="fold", max_width=16)
+    table.add_column("Status", overflow="fold")
+    table.add_column("Requested → achieved", overflow="fold")
+    if with_why:
+        table.add_column("Why", overflow="fold", ratio=1)
+    table.add_column("Bytes", justify="right", overflow="fold")
+    table.add_column("Time", justify="right", overflow="fold")
+    table.add_column("Retries", justify="right", overflow="fold")
     for vm in job.vms:
         ok = vm.status == VMStatus.SUCCESS
         why = [escape(vm.consistency_reason)] if vm.consistency_reason else []
@@ -51,7 +59,7 @@ def vm_table(job: JobResult) -> Table:
         why += [f"[red]excluded[/]: {escape(e.item.split(' (')[0])}" for e in vm.excluded]
         if vm.retries:
             why.append(f"[yellow]retried[/]: Hyper-V refused {vm.retries}× (conflicting operation)")
-        table.add_row(
+        cells = [
             escape(vm.vm_name),
             "[green]ok[/]" if ok else "[bold red]failed[/]",
             _consistency(vm.requested.value, vm.achieved.value if vm.achieved else None),
@@ -59,35 +67,56 @@ def vm_table(job: JobResult) -> Table:
             format_bytes(vm.bytes),
             f"{vm.duration_seconds:.1f} s",
             f"[yellow]{vm.retries}[/]" if vm.retries else "0",
-        )
+        ]
+        if not with_why:
+            del cells[3]
+        table.add_row(*cells)
     return table
 
 
+def why_lines(job: JobResult) -> list[str]:
+    """``VM: why it got the consistency it got`` (and its error), one line per VM."""
+    lines = []
+    for vm in job.vms:
+        why = vm.error or vm.consistency_reason
+        lines.append(f"[bold]{escape(vm.vm_name)}[/]: {escape(why)}")
+    return lines
+
+
 def repositories_table(runs: list[RepositoryRun]) -> Table:
-    """Per repository: what this run read, how much of it was already stored, what it
-    added, the repository's size, and the ``check --read-data`` verdict."""
+    """One column per repository: what this run read, how much of it the repository held
+    already, what it added, the repository's size, and the ``check --read-data`` verdict."""
     table = Table(title="Repositories (encrypted, deduplicated)", expand=False)
-    widest = max((len(r.location) for r in runs), default=10)
-    table.add_column("Repository", overflow="fold", min_width=min(widest, 40))
-    for column in ("Read this run", "Chunks reused", "New, stored", "Total stored"):
-        table.add_column(column, overflow="fold", justify="right")
-    table.add_column("check --read-data", overflow="fold")
+    table.add_column("", overflow="fold", style="bold")
+    for run in runs:
+        table.add_column(escape(run.location), overflow="fold")
+    rows: list[tuple[str, list[str]]] = [
+        ("This run read", []),
+        ("Chunks reused", []),
+        ("New data stored", []),
+        ("Repository size", []),
+        ("check --read-data", []),
+    ]
     for run in runs:
         d = run.dedup
         verdict = (
-            f"[green]ok[/]: {format_bytes(run.check.bytes_read)} re-read"
+            f"[green]ok[/]: {format_bytes(run.check.bytes_read)} re-read, {run.check.packs} packs"
             if run.check.ok
             else f"[bold red]{len(run.check.errors)} error(s)[/]"
         )
-        table.add_row(
-            escape(run.location) + ("\n(new)" if run.created else ""),
-            f"{format_bytes(d.bytes_read)}\n{d.backups} backups",
-            f"{d.reused_chunks} of {d.chunks}\n({d.reused_percent:.0f} %)",
-            format_bytes(d.stored_bytes),
-            f"{format_bytes(d.repository_stored_bytes)} for\n"
-            f"{format_bytes(d.repository_logical_bytes)} in {d.repository_backups} backups",
+        cells = [
+            f"{format_bytes(d.bytes_read)} ({d.backups} VMs)",
+            f"{d.reused_chunks} of {d.chunks} ({d.reused_percent:.0f} %)",
+            f"{format_bytes(d.stored_bytes)} (compressed, encrypted)",
+            f"{format_bytes(d.repository_stored_bytes)} for {d.repository_backups} backups "
+            f"of {format_bytes(d.repository_logical_bytes)}"
+            + (" (created now)" if run.created else ""),
             verdict,
-        )
+        ]
+        for (_label, values), cell in zip(rows, cells, strict=True):
+            values.append(cell)
+    for label, values in rows:
+        table.add_row(label, *values)
     return table
 
 
@@ -160,8 +189,13 @@ def _where(report: DemoReport) -> list[str]:
 def print_report(console: Console, report: DemoReport) -> None:
     """Everything after the steps: tables, notes, where things are, what to try next."""
     if report.local is not None:
+        wide = console.width >= _WIDE
         console.print()
-        console.print(vm_table(report.local.job))
+        console.print(vm_table(report.local.job, with_why=wide))
+        if not wide:
+            console.print("Why:", highlight=False)
+            for line in why_lines(report.local.job):
+                console.print(f"  {line}", highlight=False)
     notes = _notes(report)
     if notes:
         console.print()
