@@ -109,19 +109,20 @@ class RestorePreview:
             markup=False,
             highlight=False,
         )
-        table = Table(box=None, show_header=True, pad_edge=False)
-        for column in ("File", "Size", "Destination", "Exists"):
-            table.add_column(column, overflow="fold")
+        # Each file goes to the same relative path under the folder (--json gives each path).
+        table = Table(box=None, pad_edge=False)
+        table.add_column("File (in that folder)", overflow="fold")
+        table.add_column("Size", justify="right")
+        table.add_column("Exists already")
         for f in self.files:
-            table.add_row(
-                escape(f.path),
-                format_bytes(f.bytes),
-                escape(f.destination),
-                "yes" if f.exists else "",
-            )
+            table.add_row(escape(f.path), format_bytes(f.bytes), "yes" if f.exists else "")
         out().print(table)
         if self.import_to is not None:
-            out().print(f"then import it, its files into {self.import_to}", markup=False)
+            out().print(
+                f"Then import it as a new VM, its files copied into {self.import_to}.",
+                markup=False,
+                highlight=False,
+            )
         for refusal in self.refusals:
             err().print(f"would refuse: {refusal}", markup=False, highlight=False)
 
