@@ -301,6 +301,9 @@ options:
 notes:
   - The task fails when no VM was backed up, and by default (O(fail_on_partial)) also when only
     some were. RV(changed) is true when at least one VM backup was stored.
+  - Give absolute paths for O(repository), O(to) and O(state_dir). Ansible runs the module in
+    a working directory of its choosing (for a local connection, the playbook's folder); the
+    module warns about a relative path.
   - Passwords are never logged or returned; error messages of hyperv-backup do not contain
     them either.
   - The same playbook can be tried against the emulated Hyper-V host of
@@ -452,8 +455,8 @@ vms:
       type: str
       sample: app_preferred
     consistency_achieved:
-      description: V(application) or V(crash); empty when the VM failed. In check mode see
-        RV(vms[].consistency_expected).
+      description: V(application), V(crash), or V(offline) (the VM was not running); empty
+        when the VM failed. In check mode see RV(vms[].consistency_expected).
       type: str
       sample: application
     consistency_expected:
@@ -669,6 +672,13 @@ def main() -> None:
             "validate_certs=false: the host's TLS certificate is not verified, so anyone in "
             "the network path could read the credentials. Give ca_path instead."
         )
+    for option in ("repository", "to", "state_dir"):
+        value = params[option]
+        if value and not value.startswith("s3://") and not Path(value).is_absolute():
+            module.warn(
+                f"{option} {value!r} is a relative path: it is taken relative to the module's "
+                f"working directory, here {Path.cwd()}. Give an absolute path."
+            )
     try:
         selection = _selection(params)
         settings = _settings(params)
