@@ -14,15 +14,20 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from hyperv_backup.cli.backup_commands import backup, cleanup, plan
+from hyperv_backup.cli.config_commands import config_app
+from hyperv_backup.cli.console import fail
+from hyperv_backup.cli.file_settings import ConfiguredGroup, apply_config_file
 from hyperv_backup.cli.host_commands import inventory
 from hyperv_backup.cli.options import with_connection, with_optional_connection
 from hyperv_backup.cli.repository_commands import check, forget, init, prune, restore, snapshots
 from hyperv_backup.cli.simulator_commands import demo, simulator_serve
+from hyperv_backup.errors import ConfigError
 from hyperv_backup.results import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 
 __all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "app", "main"]
@@ -39,12 +44,14 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=ConfiguredGroup,
 )
 simulator_app = typer.Typer(
     help="An emulated Hyper-V host on loopback, for tests and trying things out.",
     no_args_is_help=True,
 )
 app.add_typer(simulator_app, name="simulator")
+app.add_typer(config_app, name="config")
 app.command("inventory")(with_connection(inventory))
 app.command("plan")(with_connection(plan))
 app.command("backup")(with_connection(backup))
@@ -60,14 +67,30 @@ simulator_app.command("serve")(simulator_serve)
 
 @app.callback()
 def _configure(
+    ctx: typer.Context,
     verbose: Annotated[
         int, typer.Option("--verbose", "-v", count=True, help="More log output on stderr (-vv).")
     ] = 0,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Configuration file (default: ./hyperv-backup.toml, else "
+            "$XDG_CONFIG_HOME/hyperv-backup/config.toml, if they exist). Its values come "
+            "after flags and HYPERV_BACKUP_* variables; see `config show`.",
+            envvar="HYPERV_BACKUP_CONFIG",
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(
         level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    try:
+        apply_config_file(ctx, config)
+    except ConfigError as error:
+        fail(error, EXIT_USAGE)
 
 
 def main() -> None:

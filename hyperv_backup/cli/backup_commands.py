@@ -49,6 +49,8 @@ from hyperv_backup.cli.repository_options import (
     PasswordFileOpt,
     RepositoryOptions,
     S3EndpointOpt,
+    S3ProfileOpt,
+    S3RegionOpt,
     make_target,
     open_repository,
 )
@@ -138,6 +140,8 @@ def backup(
     ] = None,
     password_file: PasswordFileOpt = None,
     s3_endpoint: S3EndpointOpt = None,
+    s3_region: S3RegionOpt = None,
+    s3_profile: S3ProfileOpt = None,
     path_map: PathMapOpt = None,
     smb_port: SmbPortOpt = 445,
     smb_share: SmbShareOpt = None,
@@ -217,12 +221,12 @@ def backup(
     repository = None
     if repo is not None:
         repository = open_repository(
-            RepositoryOptions(repo, s3_endpoint=s3_endpoint, password_file=password_file)
+            RepositoryOptions(repo, s3_endpoint, s3_region, s3_profile, password_file)
         )
         sink = repository
     elif to is not None and to.startswith("s3://"):
         # Plain objects any S3 tool can fetch: <prefix>/<host>/<VM>/<job>/...
-        sink = PlainSink(make_target(RepositoryOptions(to, s3_endpoint=s3_endpoint)))
+        sink = PlainSink(make_target(RepositoryOptions(to, s3_endpoint, s3_region, s3_profile)))
     else:
         assert to is not None
         sink = DirectorySink(Path(to))

@@ -13,6 +13,7 @@ import typer
 from pydantic import SecretStr, ValidationError
 
 from hyperv_backup.cli.console import fail
+from hyperv_backup.cli.file_settings import active_config, source_rank
 from hyperv_backup.config import AuthMethod, ConnectionSettings, Timeouts
 from hyperv_backup.errors import ConfigError
 from hyperv_backup.policy import (
@@ -48,10 +49,17 @@ OptionalHostOpt = Annotated[
     ),
 ]
 PortOpt = Annotated[
-    int | None, typer.Option(help="WinRM port (default 5986 with TLS, 5985 without).")
+    int | None,
+    typer.Option(
+        help="WinRM port (default 5986 with TLS, 5985 without).", envvar="HYPERV_BACKUP_PORT"
+    ),
 ]
 AuthOpt = Annotated[
-    str, typer.Option(help="negotiate, ntlm, kerberos, basic, credssp or certificate.")
+    str,
+    typer.Option(
+        help="negotiate, ntlm, kerberos, basic, credssp or certificate.",
+        envvar="HYPERV_BACKUP_AUTH",
+    ),
 ]
 UserOpt = Annotated[
     str | None,
@@ -62,7 +70,8 @@ UserOpt = Annotated[
 PasswordOpt = Annotated[
     str | None,
     typer.Option(
-        help="Password; better set HYPERV_BACKUP_PASSWORD, or type it when asked.",
+        help="Password; better set HYPERV_BACKUP_PASSWORD, or name it in the configuration "
+        "file, or type it when asked.",
         envvar="HYPERV_BACKUP_PASSWORD",
         show_envvar=True,
     ),
@@ -70,13 +79,39 @@ PasswordOpt = Annotated[
 NoTlsOpt = Annotated[bool, typer.Option("--no-tls", help="Plain HTTP (port 5985).")]
 CaOpt = Annotated[
     Path | None,
-    typer.Option(help="PEM file of the CA that signed the host's certificate.", exists=True),
+    typer.Option(
+        help="PEM file of the CA that signed the host's certificate.",
+        exists=True,
+        envvar="HYPERV_BACKUP_CA_BUNDLE",
+    ),
 ]
 InsecureOpt = Annotated[
     bool,
     typer.Option("--insecure", help="Do not verify the host's TLS certificate (not recommended)."),
 ]
-TimeoutOpt = Annotated[float, typer.Option(help="Default deadline of a host script, seconds.")]
+TimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        help="Default deadline of a host script, seconds.", envvar="HYPERV_BACKUP_SCRIPT_TIMEOUT"
+    ),
+]
+ConnectTimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        help="Seconds to establish the connection.",
+        min=0.1,
+        envvar="HYPERV_BACKUP_CONNECT_TIMEOUT",
+    ),
+]
+OperationTimeoutOpt = Annotated[
+    int,
+    typer.Option(
+        help="WS-Management operation timeout (the longest silent poll), seconds.",
+        min=1,
+        max=3600,
+        envvar="HYPERV_BACKUP_OPERATION_TIMEOUT",
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 NamesArg = Annotated[list[str] | None, typer.Argument(help="VM names or wildcards.")]
@@ -86,10 +121,17 @@ ExcludeOpt = Annotated[
 ]
 ConsistencyOpt = Annotated[
     ConsistencyPolicy,
-    typer.Option(help="app_required fails a VM that cannot be application-consistent."),
+    typer.Option(
+        help="app_required fails a VM that cannot be application-consistent.",
+        envvar="HYPERV_BACKUP_CONSISTENCY",
+    ),
 ]
 CaptureOpt = Annotated[
-    CaptureMode, typer.Option(help="in_place reads frozen disks where they lie; export copies.")
+    CaptureMode,
+    typer.Option(
+        help="in_place reads frozen disks where they lie; export copies.",
+        envvar="HYPERV_BACKUP_CAPTURE",
+    ),
 ]
 PassthroughOpt = Annotated[
     PassthroughPolicy, typer.Option(help="What to do with pass-through disks.")
@@ -101,9 +143,15 @@ SuspendOpt = Annotated[
         help="Suspend Hyper-V Replica per VM during its backup; always resumed.",
     ),
 ]
-ParallelOpt = Annotated[int, typer.Option(help="VMs backed up at once.", min=1, max=16)]
+ParallelOpt = Annotated[
+    int, typer.Option(help="VMs backed up at once.", min=1, max=16, envvar="HYPERV_BACKUP_PARALLEL")
+]
 StagingOpt = Annotated[
-    str | None, typer.Option(help="Folder on the host for exports (default under ProgramData).")
+    str | None,
+    typer.Option(
+        help="Folder on the host for exports (default under ProgramData).",
+        envvar="HYPERV_BACKUP_STAGING_ROOT",
+    ),
 ]
 MergeOpt = Annotated[int, typer.Option(help="Seconds to wait for a checkpoint merge.")]
 AttemptsOpt = Annotated[int, typer.Option(help="Tries for 'conflicting operation' errors.")]
@@ -139,8 +187,24 @@ def build_settings(
     ca_bundle: Path | None,
     insecure: bool,
     script_timeout: float,
+    connect_timeout: float = 30.0,
+    operation_timeout: int = 20,
 ) -> ConnectionSettings:
-    """Validated connection settings, or exit 2 with what is wrong."""
+    """Validated connection settings, or exit 2 with what is wrong.
+
+    With a configuration file in effect, ``host`` may name one of its ``[hosts.NAME]``
+    tables (the connection goes to that table's address), and a password neither given nor
+    in the environment comes from the file's reference, before asking on a terminal.
+    """
+    active = active_config()
+    if active is not None:
+        host = active.address_for(host)
+        reference = active.password_reference("connection")
+        if password is None and reference is not None and auth != "certificate":
+            try:
+                password = reference.reveal()
+            except ConfigError as error:
+                fail(error, EXIT_USAGE)
     if auth not in get_args(AuthMethod):
         fail(
             ConfigError(f"Unknown --auth {auth!r}; use one of {', '.join(get_args(AuthMethod))}."),
@@ -158,7 +222,9 @@ def build_settings(
             use_tls=not no_tls,
             ca_bundle=ca_bundle,
             cert_validation=not insecure,
-            timeouts=Timeouts(script=script_timeout),
+            timeouts=Timeouts(
+                script=script_timeout, connect=connect_timeout, operation=operation_timeout
+            ),
         )
     except ValidationError as error:
         fail(ConfigError(f"Invalid connection settings: {_problems(error)}"), EXIT_USAGE)
@@ -216,7 +282,12 @@ def build_policy(
         fail(ConfigError(f"Invalid policy: {_problems(error)}"), EXIT_USAGE)
 
 
-SmbPortOpt = Annotated[int, typer.Option(help="SMB port of the host (disk data is read over SMB).")]
+SmbPortOpt = Annotated[
+    int,
+    typer.Option(
+        help="SMB port of the host (disk data is read over SMB).", envvar="HYPERV_BACKUP_SMB_PORT"
+    ),
+]
 SmbShareOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -308,6 +379,16 @@ _CONNECTION_OPTIONS: dict[str, tuple[Any, Any]] = {
     "ca_bundle": (CaOpt, None),
     "insecure": (InsecureOpt, False),
     "script_timeout": (TimeoutOpt, 300.0),
+    "connect_timeout": (ConnectTimeoutOpt, 30.0),
+    "operation_timeout": (OperationTimeoutOpt, 20),
+}
+
+# Options that exclude each other. When both have a value from different levels (a flag and
+# the configuration file, say), the higher level wins: `--to` on the command line beats the
+# file's repository; VM names on the command line beat the file's `all = true`.
+_EXCLUSIVE = {
+    "backup": (("to", "repo"), ("names", "all_vms")),
+    "plan": (("names", "all_vms"),),
 }
 
 
@@ -341,9 +422,11 @@ def _with_connection(command: Callable[..., None], *, optional: bool) -> Callabl
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=default)
         for name, (kind, default) in options.items()
     ]
+    context = inspect.Parameter(_CONTEXT, inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
 
     @functools.wraps(command)
     def wrapper(**values: Any) -> None:
+        _settle_exclusive(values.pop(_CONTEXT), _EXCLUSIVE.get(command.__name__, ()), values)
         connection = {name: values.pop(name) for name in options}
         if not optional:
             command(settings=build_settings(**connection), **values)
@@ -354,6 +437,23 @@ def _with_connection(command: Callable[..., None], *, optional: bool) -> Callabl
         command(connect=connect, **values)
 
     keyword_only = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
-    wrapper.__signature__ = signature.replace(parameters=[*keyword_only, *shared])  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {p.name: p.annotation for p in [*keyword_only, *shared]}
+    parameters = [*keyword_only, *shared, context]
+    wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
     return wrapper
+
+
+_CONTEXT = "_hyperv_backup_context"
+
+
+def _settle_exclusive(
+    ctx: typer.Context, pairs: tuple[tuple[str, str], ...], values: dict[str, Any]
+) -> None:
+    """Of two exclusive options set at different levels, drop the lower one's value."""
+    for first, second in pairs:
+        if not (values.get(first) and values.get(second)):
+            continue
+        ranks = {name: source_rank(ctx, name) for name in (first, second)}
+        if ranks[first] != ranks[second]:
+            loser = min(ranks, key=ranks.__getitem__)
+            values[loser] = False if isinstance(values[loser], bool) else None

@@ -11,12 +11,22 @@ import typer
 from pydantic import ValidationError
 
 from hyperv_backup.cli.console import fail
+from hyperv_backup.cli.file_settings import active_config
 from hyperv_backup.errors import ConfigError, HyperVBackupError
 from hyperv_backup.repository import Repository
 from hyperv_backup.results import EXIT_USAGE
 from hyperv_backup.targets import LocalTarget, S3Settings, S3Target, Target
 
-__all__ = ["RepositoryOptions", "make_target", "open_repository", "read_password"]
+__all__ = [
+    "REPO_PASSWORD_ENV",
+    "RepositoryOptions",
+    "make_target",
+    "open_repository",
+    "read_password",
+]
+
+REPO_PASSWORD_ENV = "HYPERV_BACKUP_REPO_PASSWORD"  # noqa: S105  # a variable's name
+"""The environment variable holding the repository password."""
 
 RepoOpt = Annotated[
     str,
@@ -37,13 +47,17 @@ S3RegionOpt = Annotated[
     str | None, typer.Option(help="S3 region.", envvar="HYPERV_BACKUP_S3_REGION")
 ]
 S3ProfileOpt = Annotated[
-    str | None, typer.Option(help="AWS profile for the S3 credentials (default: the chain).")
+    str | None,
+    typer.Option(
+        help="AWS profile for the S3 credentials (default: the chain).",
+        envvar="HYPERV_BACKUP_S3_PROFILE",
+    ),
 ]
 PasswordFileOpt = Annotated[
     Path | None,
     typer.Option(
-        help="File holding the repository password (else HYPERV_BACKUP_REPO_PASSWORD, else a "
-        "prompt).",
+        help="File holding the repository password (else HYPERV_BACKUP_REPO_PASSWORD, else "
+        "the configuration file's reference, else a prompt).",
         exists=True,
         dir_okay=False,
     ),
@@ -88,12 +102,20 @@ def make_target(options: RepositoryOptions) -> Target:
 
 
 def read_password(options: RepositoryOptions, *, confirm: bool = False) -> str | None:
-    """The password from ``--password-file``, the environment, or a prompt (on a terminal)."""
+    """The password from ``--password-file``, the environment, the configuration file's
+    reference, or a prompt (on a terminal); a reference that fails exits 2."""
     if options.password_file is not None:
         return options.password_file.read_text(encoding="utf-8").rstrip("\r\n")
-    from_env = os.environ.get("HYPERV_BACKUP_REPO_PASSWORD")
+    from_env = os.environ.get(REPO_PASSWORD_ENV)
     if from_env:
         return from_env
+    active = active_config()
+    reference = active.password_reference("repository") if active is not None else None
+    if reference is not None:
+        try:
+            return reference.reveal()
+        except ConfigError as error:
+            fail(error, EXIT_USAGE)
     if sys.stdin.isatty():
         return str(
             typer.prompt("Repository password", hide_input=True, confirmation_prompt=confirm)
