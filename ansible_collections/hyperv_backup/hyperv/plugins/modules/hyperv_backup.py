@@ -658,12 +658,12 @@ def main() -> None:
     )
     if LIBRARY_IMPORT_ERROR is not None:
         module.fail_json(
-            msg=missing_required_lib("hyperv-backup")
-            + " The interpreter used was "
+            msg=missing_required_lib("hyperv-backup").rstrip(".")
+            + ". This module ran with "
             + _interpreter()
             + ": set ansible_python_interpreter (for localhost, or the host the task is "
             "delegated to) to the Python that has hyperv-backup installed, e.g. "
-            "/opt/hyperv-backup/.venv/bin/python.",
+            "/opt/hyperv-backup/bin/python.",
             exception=LIBRARY_IMPORT_ERROR,
         )
     params = module.params
