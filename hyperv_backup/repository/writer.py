@@ -10,6 +10,7 @@ file's ordered chunk ids go into ``chunk_list`` blobs; the manifest is written b
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 from collections import deque
@@ -84,6 +85,7 @@ class SnapshotWriter:
         self._tags = list(tags)
         self._check_lock = check_lock
         self._on_close = on_close
+        self._zeros = _zeros(chunker.params.max_size)
         self._files: dict[str, SnapshotFile] = {}
         self._stats = SnapshotStats()
         self._state = "open"
@@ -138,7 +140,11 @@ class SnapshotWriter:
     def _store_chunk(self, data: memoryview, encoding: deque[_Encoding]) -> bytes:
         # The view is only valid until the next chunk: hashed straight from the chunker's
         # buffer, and copied only when it is new and goes to the encoding pool.
-        chunk_id = self._store.codec.blob_id(data)
+        if len(data) == self._chunker.params.max_size and data == self._zeros:
+            # Free disk space: runs of zeros become maximum-size chunks, all alike.
+            chunk_id = self._store.codec.zero_id(len(data))
+        else:
+            chunk_id = self._store.codec.blob_id(data)
         self._stats.chunks += 1
         if not self._packer.known(chunk_id) and not any(p.id == chunk_id for p in encoding):
             encoding.append(
@@ -242,3 +248,9 @@ class SnapshotWriter:
 
 def _nothing() -> None:
     pass
+
+
+@functools.lru_cache(maxsize=2)
+def _zeros(length: int) -> bytes:
+    """``length`` zero bytes, shared (compared with, never written)."""
+    return bytes(length)
