@@ -324,7 +324,8 @@ class BackupJob:
             result.finished_at = _now()
             result.duration_seconds = time.monotonic() - started
         self._emit(ProgressEvent("vm_finished", vm.name, result=result))
-        logger.info("%s: %s (%s)", vm.name, result.status.value, result.achieved)
+        achieved = result.achieved.value if result.achieved is not None else "nothing achieved"
+        logger.info("%s: %s (%s)", vm.name, result.status.value, achieved)
         return result
 
     @staticmethod
