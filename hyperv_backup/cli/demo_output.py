@@ -26,7 +26,7 @@ def print_step(console: Console, step: DemoStep) -> None:
         f"[bold]{step.number}. {escape(step.title)}[/] ({step.seconds:.1f} s){mark}",
         highlight=False,
     )
-    console.print(Padding(Text(step.detail), (0, 0, 0, 3)), highlight=False)
+    console.print(Padding(Text(step.detail), (0, 0, 0, 3), expand=False))
 
 
 def _consistency(requested: str, achieved: str | None) -> str:

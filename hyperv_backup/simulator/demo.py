@@ -201,12 +201,7 @@ class DemoReport:
                 f"--to {again}"
             )
         if self.s3.server == "rclone" and self.s3.data_folder is not None:
-            rclone = rclone_binary()
-            binary = (
-                "rclone"
-                if rclone is None or shutil.which("rclone") == str(rclone)
-                else (shlex.quote(str(rclone)))
-            )
+            binary = _rclone_command()
             keys = f"{ACCESS_KEY},{SECRET_KEY}"
             commands += [
                 f"{binary} serve s3 {shlex.quote(str(self.s3.data_folder))} "
@@ -280,6 +275,16 @@ class DemoReport:
             },
             "next_commands": self.next_commands(),
         }
+
+
+def _rclone_command() -> str:
+    """How to call rclone from here: its name when on PATH, else its (relative) path."""
+    rclone = rclone_binary()
+    if rclone is None or shutil.which("rclone") == str(rclone):
+        return "rclone"
+    cwd = Path.cwd()
+    shown = rclone.relative_to(cwd) if rclone.is_relative_to(cwd) else rclone
+    return shlex.quote(str(shown))
 
 
 def _check_json(check: CheckReport) -> dict[str, Any]:
