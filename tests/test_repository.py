@@ -283,3 +283,10 @@ def test_init_refuses_an_existing_repository(tmp_path: Path) -> None:
         Repository.open(LocalTarget(tmp_path / "repo"), PASSWORD)
     with pytest.raises(RepositoryError, match="no repository at"):
         Repository.open(LocalTarget(tmp_path / "elsewhere"))
+
+
+def test_exists_tells_an_empty_target_from_a_repository(tmp_path: Path) -> None:
+    target = LocalTarget(tmp_path / "repo")
+    assert not Repository.exists(target)
+    Repository.init(target, password="pw", scrypt_n=2**10).close()
+    assert Repository.exists(target)

@@ -245,6 +245,12 @@ class Repository:
             retain_days=retain_days,
         )
 
+    @staticmethod
+    def exists(target: Target) -> bool:
+        """True when ``target`` holds a repository (its ``config`` object); nothing is read
+        or unlocked. Use it to choose between :meth:`init` and :meth:`open`."""
+        return target.stat(CONFIG_KEY) is not None
+
     @classmethod
     def open(
         cls,
