@@ -253,6 +253,10 @@ def default_map_for(active: ActiveConfig, name: str, command: TyperCommand) -> d
         value = file_value(active.host, setting)
         if value is not None:
             defaults[setting.param] = setting.to_option(value)
+    if "to" in defaults:
+        # [backup] to = ... says where backups go; [repository] stays for the repository
+        # commands. (A --repo flag or HYPERV_BACKUP_REPO still beats the file's `to`.)
+        defaults.pop("repo", None)
     return defaults
 
 
