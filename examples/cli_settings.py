@@ -240,8 +240,7 @@ def open_repository(args: argparse.Namespace, *, create: bool = False) -> Iterat
     """The repository of ``--repo`` (with ``create``: made on first use); closed on exit."""
     target = _repository_target(args)
     try:
-        # "config" is the object every repository starts with (see hyperv_backup.repository).
-        if create and target.stat("config") is None:
+        if create and not Repository.exists(target):
             logger.info("no repository at %s yet: creating an encrypted one", args.repo)
             repository = Repository.init(target, repository_password())
         else:

@@ -154,8 +154,7 @@ def main() -> int:
         raise ConfigError(f"{'.'.join(map(str, problem['loc']))}: {problem['msg']}") from None
 
     with S3Target(s3) as target:
-        # "config" is the first object of every repository: its absence means the first night.
-        if target.stat("config") is None:
+        if not Repository.exists(target):  # the first night
             logger.info("creating an encrypted repository at %s", s3.location)
             repository = Repository.init(target, password)
         else:

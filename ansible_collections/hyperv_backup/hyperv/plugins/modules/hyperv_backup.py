@@ -565,7 +565,6 @@ try:
     )
     from hyperv_backup.plain import PlainSink
     from hyperv_backup.repository import Repository
-    from hyperv_backup.repository.config import CONFIG_KEY
     from hyperv_backup.targets import LocalTarget, S3Settings, S3Target
 except ImportError:
     LIBRARY_IMPORT_ERROR = traceback.format_exc()
@@ -965,7 +964,7 @@ def _open_repository(params: dict[str, Any]) -> tuple[Repository, bool]:
     url = params["repository"]
     password = params["repository_password"]
     target: Any = _s3_target(params, url) if url.startswith("s3://") else LocalTarget(url)
-    if params["init_repository"] and target.stat(CONFIG_KEY) is None:
+    if params["init_repository"] and not Repository.exists(target):
         if password is None:
             raise ModuleError(
                 "init_repository creates an encrypted repository: give repository_password "
