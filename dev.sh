@@ -19,24 +19,30 @@ ensure_venv() {
     if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
         # Debian splits venv support (ensurepip) into its own package.
         rm -rf "$VENV"
-        as_root apt-get update -qq
-        as_root apt-get install -y -qq python3-venv >/dev/null
+        apt_install python3-venv
         "$PYTHON" -m venv "$VENV"
     fi
 }
 
-ensure_tools() {
-    # qemu-img makes real VHDX images for the simulator tests that check them.
-    if ! command -v qemu-img >/dev/null 2>&1; then
-        as_root apt-get update -qq
-        as_root apt-get install -y -qq qemu-utils >/dev/null
-    fi
-    # smbd serves the simulator's drives as SMB shares to the SMB reader tests (Samba runs
+apt_install() {
+    as_root apt-get update -qq
+    # noninteractive: the samba package asks a debconf question (WINS from DHCP).
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_samba() {
+    # smbd serves the simulator's drives as SMB shares, as a Windows host does (Samba runs
     # privately on a loopback port; the machine's own Samba service is not used).
     if ! command -v smbd >/dev/null 2>&1 && [ ! -x /usr/sbin/smbd ]; then
-        as_root apt-get update -qq
-        # noninteractive: the samba package asks a debconf question (WINS from DHCP).
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq samba >/dev/null
+        apt_install samba
+    fi
+}
+
+ensure_tools() {
+    ensure_samba
+    # qemu-img makes real VHDX images for the simulator tests that check them.
+    if ! command -v qemu-img >/dev/null 2>&1; then
+        apt_install qemu-utils
     fi
 }
 
@@ -51,9 +57,10 @@ ensure_installed() {
 
 run_tests() {
     echo "== ruff"
-    "$VENV/bin/ruff" check hyperv_backup tests
+    "$VENV/bin/ruff" check hyperv_backup tests examples ansible_collections
     echo "== mypy --strict"
     "$VENV/bin/mypy" hyperv_backup
+    "$VENV/bin/mypy" --strict examples
     echo "== pytest"
     set +e
     "$VENV/bin/python" -m pytest "$@"
@@ -70,7 +77,7 @@ command=${1:-}
 [ $# -gt 0 ] && shift
 case "$command" in
     demo)
-        ensure_venv; ensure_installed
+        ensure_venv; ensure_installed; ensure_samba
         exec "$VENV/bin/hyperv-backup" demo "$@" ;;
     test)
         ensure_venv; ensure_installed; ensure_tools
