@@ -370,3 +370,40 @@ def test_backup_to_s3_as_plain_folders_any_tool_can_fetch(
     ]
     assert any(k.startswith("nightly/") and k.endswith(".vhdx") for k in keys)
     assert any(k.endswith("backup.json") for k in keys)
+
+
+def test_simulator_serve_json_with_smb_gives_what_a_backup_over_smb_needs(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hyperv_backup", "simulator", "serve", "--no-tls", "--smb",
+         "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stdout is not None
+        endpoint = json.loads(proc.stdout.readline())  # one line, once ready
+        assert endpoint["smb_port"]
+        assert endpoint["auth"] == "ntlm"
+        assert not endpoint["tls"]
+        assert set(endpoint["path_map"]) >= {"C:\\", "D:\\"}
+        done = subprocess.run(
+            [sys.executable, "-m", "hyperv_backup", "backup", "web01", "--to",
+             str(tmp_path / "backups"), "--host", endpoint["host"], "--port",
+             str(endpoint["port"]), "--no-tls", "--auth", endpoint["auth"], "-u",
+             endpoint["username"], "--smb-port", str(endpoint["smb_port"]), "--json"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "HYPERV_BACKUP_PASSWORD": endpoint["password"]},
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        [vm] = json.loads(done.stdout)["vms"]
+        assert vm["status"] == "success"
+        assert list((tmp_path / "backups").rglob("*.vhdx"))  # read over SMB, stored as files
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+    assert proc.returncode == 0

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from hyperv_backup.cli.console import fail, out
+from hyperv_backup.cli.console import exit_codes, fail, out
 from hyperv_backup.cli.demo_output import print_report, print_step
 from hyperv_backup.cli.options import JsonOpt
 from hyperv_backup.errors import ConfigError, HyperVBackupError
@@ -41,6 +41,7 @@ def _require_loopback(address: str) -> None:
         )
 
 
+@exit_codes("2 here: a bad scenario file, or a --listen address that is not loopback.")
 def simulator_serve(
     scenario: Annotated[
         Path | None,
@@ -56,42 +57,43 @@ def simulator_serve(
             "folder). Everything in it is deleted when the simulator stops."
         ),
     ] = None,
+    smb: Annotated[
+        bool,
+        typer.Option(
+            "--smb",
+            help="Also serve the host's drives over SMB (a private Samba on a loopback port, "
+            "as a Windows host's administrative shares; needs the samba package and root), so "
+            "backups read and restores write them as on a real host.",
+        ),
+    ] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Once ready, print one JSON line with everything needed to connect (for "
+            "scripts), instead of the text.",
+        ),
+    ] = False,
 ) -> None:
-    """Serve an emulated Hyper-V host until interrupted (Ctrl-C), and say how to connect."""
+    """Serve an emulated Hyper-V host until interrupted (Ctrl-C or SIGTERM), and say how to
+    connect."""
     _require_loopback(listen)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        sim = Simulator(scenario, host=listen, port=port, tls=not no_tls, host_root=host_root)
+        sim = Simulator(
+            scenario, host=listen, port=port, tls=not no_tls, host_root=host_root, smb=smb
+        )
         sim.start()
     except (ConfigError, ValueError) as error:
         fail(error, EXIT_USAGE)
+    except (HyperVBackupError, OSError, RuntimeError) as error:
+        fail(error)
     try:
-        creds = sim.scenario.credentials
-        # Over plain HTTP, NTLM encrypts the messages; Basic would send the password readable.
-        how = "--no-tls --auth ntlm" if no_tls else f"--auth basic --ca-bundle {sim.ca_pem}"
-        lines = [
-            f"Emulated Hyper-V host {sim.scenario.host.computer_name} listening on {sim.url}",
-            f"  user: {creds.username}   password: {creds.password}   (a test double)",
-        ]
-        if not no_tls:
-            lines.append(f"  CA certificate: {sim.ca_pem}")
-        # The host's drives are local folders: what a backup reads and writes can be seen
-        # there (and is deleted when the simulator stops).
-        lines.append(f"  host files: {sim.host_root}")
-        lines += [f"    {drive:<4} = {folder}" for drive, folder in sim.path_map().items()]
-        path_maps = " ".join(f"--path-map '{d}={f}'" for d, f in sim.path_map().items())
-        lines += [
-            "Try:",
-            f"  HYPERV_BACKUP_PASSWORD='{creds.password}' hyperv-backup inventory "
-            f"--host {listen} --port {sim.port} -u {creds.username} {how}",
-            "Back up all VMs (the host's drives are readable here through --path-map):",
-            f"  HYPERV_BACKUP_PASSWORD='{creds.password}' hyperv-backup backup --all "
-            f"--to ./backups --host {listen} --port {sim.port} -u {creds.username} {how} "
-            f"{path_maps}",
-            "Press Ctrl-C to stop.",
-        ]
-        print("\n".join(lines), flush=True)
+        if as_json:
+            print(json.dumps(_endpoint(sim, listen, tls=not no_tls, smb=smb)), flush=True)
+        else:
+            print("\n".join(_how_to_connect(sim, listen, tls=not no_tls, smb=smb)), flush=True)
         try:
             while not stop.wait(0.5):
                 pass
@@ -99,6 +101,61 @@ def simulator_serve(
             pass
     finally:
         sim.stop()
+
+
+def _endpoint(sim: Simulator, listen: str, *, tls: bool, smb: bool) -> dict[str, object]:
+    creds = sim.scenario.credentials
+    return {
+        "url": sim.url,
+        "host": listen,
+        "port": sim.port,
+        "tls": tls,
+        "auth": "basic" if tls else "ntlm",
+        "username": creds.username,
+        "password": creds.password,
+        "ca_pem": str(sim.ca_pem) if tls else None,
+        "computer_name": sim.scenario.host.computer_name,
+        "host_root": str(sim.host_root),
+        "path_map": {drive: str(folder) for drive, folder in sim.path_map().items()},
+        "smb_port": sim.smb_port if smb else None,
+    }
+
+
+def _how_to_connect(sim: Simulator, listen: str, *, tls: bool, smb: bool) -> list[str]:
+    creds = sim.scenario.credentials
+    # Over plain HTTP, NTLM encrypts the messages; Basic would send the password readable.
+    how = f"--auth basic --ca-bundle {sim.ca_pem}" if tls else "--no-tls --auth ntlm"
+    lines = [
+        f"Emulated Hyper-V host {sim.scenario.host.computer_name} listening on {sim.url}",
+        f"  user: {creds.username}   password: {creds.password}   (a test double)",
+    ]
+    if tls:
+        lines.append(f"  CA certificate: {sim.ca_pem}")
+    # The host's drives are local folders: what a backup reads and writes can be seen
+    # there (and is deleted when the simulator stops).
+    lines.append(f"  host files: {sim.host_root}")
+    lines += [f"    {drive:<4} = {folder}" for drive, folder in sim.path_map().items()]
+    if smb:
+        lines.append(
+            f"  SMB: the drives' administrative shares (D$, ...) on {listen} port "
+            f"{sim.smb_port}, same account"
+        )
+        reading = f"--smb-port {sim.smb_port}"
+        where = "over SMB, as from a real host"
+    else:
+        reading = " ".join(f"--path-map '{d}={f}'" for d, f in sim.path_map().items())
+        where = "the host's drives are readable here through --path-map"
+    lines += [
+        "Try:",
+        f"  HYPERV_BACKUP_PASSWORD='{creds.password}' hyperv-backup inventory "
+        f"--host {listen} --port {sim.port} -u {creds.username} {how}",
+        f"Back up all VMs ({where}):",
+        f"  HYPERV_BACKUP_PASSWORD='{creds.password}' hyperv-backup backup --all "
+        f"--to ./backups --host {listen} --port {sim.port} -u {creds.username} {how} "
+        f"{reading}",
+        "Press Ctrl-C to stop.",
+    ]
+    return lines
 
 
 class S3Server(str, enum.Enum):
@@ -128,6 +185,7 @@ def _demo_console() -> Console:
     return console
 
 
+@exit_codes("1 here: a backup failed or a check found damage; 3: a backup was partial.")
 def demo(
     output: Annotated[
         Path, typer.Option(help="Where the demo's repositories, restore and journal go.")
