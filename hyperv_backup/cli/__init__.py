@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.exceptions import TyperException
 
 from hyperv_backup.cli.backup_commands import backup, cleanup, plan
 from hyperv_backup.cli.config_commands import config_app
-from hyperv_backup.cli.console import fail
+from hyperv_backup.cli.console import EXIT_CODES, error_document, fail, print_json
 from hyperv_backup.cli.file_settings import ConfiguredGroup, apply_config_file
 from hyperv_backup.cli.host_commands import inventory
 from hyperv_backup.cli.options import with_connection, with_optional_connection
@@ -32,15 +33,11 @@ from hyperv_backup.results import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, EXIT_USAG
 
 __all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "app", "main"]
 
-_EXIT_CODES_HELP = (
-    "Exit codes: 0 success; 1 failure; 2 usage or configuration error; "
-    "3 partial success (some VMs failed, or a cleanup step or after-command did)."
-)
-
 app = typer.Typer(
     name="hyperv-backup",
     help="Agentless backups of Hyper-V virtual machines over PowerShell Remoting. "
-    + _EXIT_CODES_HELP,
+    + EXIT_CODES
+    + " 3 means some VMs failed, or a cleanup step or an after-command did.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -96,4 +93,20 @@ def _configure(
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("PYTHONIOENCODING", "utf-8")
-    app()
+    if "--json" not in sys.argv[1:]:
+        app()
+        return
+    # With --json even a usage error (unknown option, bad value, missing argument), which
+    # click reports before any command runs, is one JSON document on stdout.
+    try:
+        code = app(standalone_mode=False)
+    except TyperException as error:
+        code = getattr(error, "exit_code", EXIT_USAGE)
+        print_json(error_document(error, code))
+        show = getattr(error, "show", None)
+        if callable(show):
+            show()  # the usual message (with the usage line) on stderr
+    except KeyboardInterrupt:
+        code = EXIT_FAILURE
+        print_json(error_document(KeyboardInterrupt("interrupted"), code))
+    sys.exit(code if isinstance(code, int) else EXIT_OK)

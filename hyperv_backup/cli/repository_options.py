@@ -118,7 +118,9 @@ def read_password(options: RepositoryOptions, *, confirm: bool = False) -> str |
             fail(error, EXIT_USAGE)
     if sys.stdin.isatty():
         return str(
-            typer.prompt("Repository password", hide_input=True, confirmation_prompt=confirm)
+            typer.prompt(
+                "Repository password", hide_input=True, confirmation_prompt=confirm, err=True
+            )
         )
     return None
 
