@@ -555,3 +555,27 @@ def test_backup_that_cannot_start_is_recorded_as_failed_and_alerted(
     assert value(text, "hyperv_backup_vm_last_success_timestamp_seconds", vm="web") > 0
     [request] = server.received
     assert json.loads(request.body)["job_id"] == document["job_id"]
+
+
+def test_a_repository_that_cannot_be_opened_is_a_failed_night_for_monitoring(
+    make_simulator: Callable[..., Simulator], tmp_path: Path
+) -> None:
+    sim = make_simulator({"vms": [vm("web")]})
+    Repository.init(LocalTarget(tmp_path / "repo"), "right", scrypt_n=2**12).close()
+    report = tmp_path / "last.json"
+    with hook_server() as server:
+        env = {
+            "HYPERV_BACKUP_PASSWORD": sim.scenario.credentials.password,
+            "HYPERV_BACKUP_REPO_PASSWORD": "not-the-Secret-42",
+            "HYPERV_BACKUP_REPORT_FILE": str(report),
+            "HYPERV_BACKUP_WEBHOOK_URL": server.url,
+        }
+        args = [*backup_args(sim, tmp_path), "--repo", str(tmp_path / "repo")]
+        result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 1
+    assert "not-the-Secret-42" not in report.read_text()
+    document = json.loads(report.read_text())
+    assert (document["status"], document["exit_code"]) == ("failed", 1)
+    assert "password" in document["error"]
+    [request] = server.received
+    assert json.loads(request.body)["status"] == "failed"

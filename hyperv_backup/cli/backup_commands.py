@@ -52,7 +52,7 @@ from hyperv_backup.cli.repository_options import (
     S3ProfileOpt,
     S3RegionOpt,
     make_target,
-    open_repository,
+    read_password,
 )
 from hyperv_backup.config import ConnectionSettings
 from hyperv_backup.errors import ConfigError, HyperVBackupError
@@ -60,6 +60,7 @@ from hyperv_backup.monitoring import WebhookOn, failed_job_result
 from hyperv_backup.plain import PlainSink
 from hyperv_backup.policy import BackupPolicy, CaptureMode, ConsistencyPolicy, PassthroughPolicy
 from hyperv_backup.render import format_bytes, job_table, plan_table
+from hyperv_backup.repository import Repository
 from hyperv_backup.results import EXIT_USAGE, JobResult
 from hyperv_backup.sink import CaptureSink, DirectorySink
 
@@ -219,17 +220,23 @@ def backup(
         )
     sink: CaptureSink
     repository = None
-    if repo is not None:
-        repository = open_repository(
-            RepositoryOptions(repo, s3_endpoint, s3_region, s3_profile, password_file)
-        )
-        sink = repository
-    elif to is not None and to.startswith("s3://"):
-        # Plain objects any S3 tool can fetch: <prefix>/<host>/<VM>/<job>/...
-        sink = PlainSink(make_target(RepositoryOptions(to, s3_endpoint, s3_region, s3_profile)))
-    else:
-        assert to is not None
-        sink = DirectorySink(Path(to))
+    try:
+        if repo is not None:
+            options = RepositoryOptions(repo, s3_endpoint, s3_region, s3_profile, password_file)
+            repository = Repository.open(make_target(options), read_password(options))
+            sink = repository
+        elif to is not None and to.startswith("s3://"):
+            # Plain objects any S3 tool can fetch: <prefix>/<host>/<VM>/<job>/...
+            options = RepositoryOptions(to, s3_endpoint, s3_region, s3_profile)
+            sink = PlainSink(make_target(options))
+        else:
+            assert to is not None
+            sink = DirectorySink(Path(to))
+    except HyperVBackupError as error:
+        # A repository that cannot be opened (wrong password, S3 unreachable) is a failed
+        # night too: monitoring must say so rather than go stale.
+        publish_monitoring(monitoring, failed_job_result(settings.host, error))
+        fail(error)
     bars = BackupProgress(err(), enabled=not as_json)  # drawn on a terminal only
     job = BackupJob(
         settings,
