@@ -67,6 +67,7 @@ if TYPE_CHECKING:
         ConnectionSettings,
         Timeouts,
     )
+    from hyperv_backup.configfile import ConfigFile, load_config
     from hyperv_backup.consistency import (
         CaptureMethod,
         ConsistencyDecision,
@@ -108,6 +109,7 @@ if TYPE_CHECKING:
         write_job_report,
         write_metrics,
     )
+    from hyperv_backup.plain import PlainSink
     from hyperv_backup.plan import (
         BackupPlan,
         PlannedDisk,
@@ -172,6 +174,7 @@ __all__ = [
     "CheckpointType",
     "CleanupReport",
     "ConfigError",
+    "ConfigFile",
     "ConflictingOperationError",
     "ConnectionError",
     "ConnectionSettings",
@@ -210,6 +213,7 @@ __all__ = [
     "PSRPReader",
     "PassthroughDiskError",
     "PassthroughPolicy",
+    "PlainSink",
     "PlannedDisk",
     "PowerShellHook",
     "ProductionCheckpointError",
@@ -250,6 +254,7 @@ __all__ = [
     "check_host_supported",
     "decide_consistency",
     "failed_job_result",
+    "load_config",
     "new_job_id",
     "render_metrics",
     "send_webhook",
@@ -260,6 +265,9 @@ __all__ = [
 # The rest is imported on first use, so that `import hyperv_backup.repository` (or a
 # repository command) does not load PowerShell Remoting, SMB and the engine.
 _LAZY: dict[str, str] = {
+    "ConfigFile": "hyperv_backup.configfile",
+    "load_config": "hyperv_backup.configfile",
+    "PlainSink": "hyperv_backup.plain",
     "BackupJob": "hyperv_backup.backup",
     "ProgressEvent": "hyperv_backup.backup",
     "new_job_id": "hyperv_backup.backup",

@@ -557,13 +557,13 @@ try:
         Hooks,
         HyperVBackupError,
         LocalPathReader,
+        PlainSink,
         PowerShellHook,
         RetryPolicy,
         Selection,
         SMBReader,
         Timeouts,
     )
-    from hyperv_backup.plain import PlainSink
     from hyperv_backup.repository import Repository
     from hyperv_backup.targets import LocalTarget, S3Settings, S3Target
 except ImportError:
