@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
@@ -10,6 +11,18 @@ import pytest
 
 from hyperv_backup.simulator import Simulator
 from tests.s3_servers import MotoS3, RcloneS3
+
+
+@pytest.fixture(autouse=True)
+def _no_outside_configuration(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The developer's own configuration file and HYPERV_BACKUP_* variables never reach a
+    test (the live-host tests' variables excepted)."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg-config")))
+    for name in list(os.environ):
+        if name.startswith("HYPERV_BACKUP_") and not name.startswith("HYPERV_BACKUP_LIVE_"):
+            monkeypatch.delenv(name)
 
 
 @pytest.fixture(scope="module")
