@@ -290,3 +290,38 @@ def test_exists_tells_an_empty_target_from_a_repository(tmp_path: Path) -> None:
     assert not Repository.exists(target)
     Repository.init(target, password="pw", scrypt_n=2**10).close()
     assert Repository.exists(target)
+
+
+def _pack_files(root: Path) -> list[Path]:
+    return [p for p in (root / "data").rglob("*") if p.is_file() and len(p.name) == 64]
+
+
+def test_packs_are_named_by_blake3_and_older_sha256_repositories_stay_readable(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    import blake3
+
+    disk = tmp_path / "disk.vhdx"
+    disk.write_bytes(vm_like(3 * MiB, seed=5))
+    new = LocalTarget(tmp_path / "new")
+    with Repository.init(new, password="pw", **SMALL) as repo:
+        back_up(repo, vm_info("web01"), {"Virtual Hard Disks/web01.vhdx": disk})
+    packs = _pack_files(tmp_path / "new")
+    assert packs
+    assert all(blake3.blake3(p.read_bytes()).hexdigest() == p.name for p in packs)
+
+    # A repository created before the config recorded the hash: its packs are SHA-256 named.
+    old_root = tmp_path / "old"
+    Repository.init(LocalTarget(old_root), password="pw", **SMALL).close()
+    config = json.loads((old_root / "config").read_text())
+    del config["pack_id_hash"]
+    (old_root / "config").write_text(json.dumps(config))
+    with Repository.open(LocalTarget(old_root), password="pw") as repo:
+        back_up(repo, vm_info("web01"), {"Virtual Hard Disks/web01.vhdx": disk})
+        report = repo.check(read_data=True)
+    assert report.ok, [str(e) for e in report.errors]
+    packs = _pack_files(old_root)
+    assert packs
+    assert all(sha256(p.read_bytes()) == p.name for p in packs)

@@ -6,16 +6,15 @@ least as long as the blobs the index puts in it; every snapshot decodes, and eve
 every file is in the index (the chunk lists are read for that). Packs no index names are
 warnings (an interrupted backup left them; prune removes them).
 
-Data (``read_data=True``): every indexed pack is downloaded (a few in parallel), its SHA-256
-compared with its name, its header with the index, and every blob decrypted, decompressed
-and hashed back to its id. A damaged blob is reported with the backups and files that use
-it, so the operator knows which VM backups are hit: "web01 backup 1a2b3c4d of 2026-11-26
-07:15, file 'Virtual Hard Disks/web01.vhdx'".
+Data (``read_data=True``): every indexed pack is downloaded (a few in parallel), its hash
+(BLAKE3, or SHA-256 in older repositories) compared with its name, its header with the
+index, and every blob decrypted, decompressed and hashed back to its id. A damaged blob is
+reported with the backups and files that use it, so the operator knows which VM backups are
+hit: "web01 backup 1a2b3c4d of 2026-11-26 07:15, file 'Virtual Hard Disks/web01.vhdx'".
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -29,6 +28,7 @@ from hyperv_backup.repository.pack import (
     PACK_PREFIX,
     PackedBlob,
     blobs_end,
+    pack_digest,
     pack_id_of_key,
     pack_key,
     read_pack_header,
@@ -116,8 +116,10 @@ def _verify_pack(store: BlobStore, pack_id: str, blobs: list[PackedBlob]) -> _Pa
         verdict.damaged = [(b, f"{name} is missing") for b in blobs]
         return verdict
     verdict.bytes_read = len(data)
-    if hashlib.sha256(data).hexdigest() != pack_id:
-        verdict.problems.append(f"{name}: its content does not match its name (SHA-256)")
+    if pack_digest(store.pack_id_hash, data) != pack_id:
+        verdict.problems.append(
+            f"{name}: its content does not match its name ({store.pack_id_hash})"
+        )
     try:
         header = {b.id: b for b in read_pack_header(data, store.codec, name=name)}
     except IntegrityError as err:

@@ -1,6 +1,7 @@
 """Packs: many blobs in one object, so a 1 TiB disk is ~65,000 objects, not 2 million.
 
-Layout of ``data/<first 2 hex>/<pack id>`` (pack id = SHA-256 of the whole object, hex)::
+Layout of ``data/<first 2 hex>/<pack id>`` (pack id = hex BLAKE3 of the whole object;
+SHA-256 in repositories created before ``pack_id_hash`` was recorded in their config)::
 
     blob 0 ‖ blob 1 ‖ … ‖ blob n-1 ‖ header ‖ header length (u32 LE) ‖ b"HVP1"
 
@@ -18,8 +19,11 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import blake3
+
 from hyperv_backup.errors import IntegrityError
 from hyperv_backup.repository.codec import Codec
+from hyperv_backup.repository.config import PackIdHash
 from hyperv_backup.targets.base import Target
 
 __all__ = [
@@ -30,6 +34,7 @@ __all__ = [
     "PackedBlob",
     "blobs_end",
     "fetch_pack_header",
+    "pack_digest",
     "pack_id_of_key",
     "pack_key",
     "read_pack_header",
@@ -63,6 +68,13 @@ class PackedBlob:
     offset: int
     length: int
     raw_length: int
+
+
+def pack_digest(id_hash: PackIdHash, data: bytes | memoryview) -> str:
+    """The id of a pack whose whole object is ``data``."""
+    if id_hash == "blake3":
+        return blake3.blake3(data).hexdigest()
+    return hashlib.sha256(data).hexdigest()
 
 
 def pack_key(pack_id: str) -> str:
@@ -105,7 +117,7 @@ class PackBuilder:
         self.blobs.append(PackedBlob(blob_id, blob_type, self.size, len(stored), raw_length))
         self.size = end
 
-    def build(self, codec: Codec) -> tuple[str, memoryview]:
+    def build(self, codec: Codec, id_hash: PackIdHash) -> tuple[str, memoryview]:
         """The pack id and the whole pack object, to upload before the buffer is reused.
 
         The header and trailer are written into the buffer behind the blobs (it has room
@@ -122,7 +134,7 @@ class PackBuilder:
             data = memoryview(self.buffer)[:end]
         else:
             data = memoryview(b"".join((memoryview(self.buffer)[: self.size], sealed, trailer)))
-        return hashlib.sha256(data).hexdigest(), data
+        return pack_digest(id_hash, data), data
 
 
 def read_pack_header(data: bytes, codec: Codec, *, name: str = "pack") -> list[PackedBlob]:

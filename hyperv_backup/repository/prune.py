@@ -106,7 +106,7 @@ def _repack(
 
     def upload() -> None:
         nonlocal builder, written
-        pack_id, data = builder.build(store.codec)
+        pack_id, data = builder.build(store.codec, store.pack_id_hash)
         store.target.put(pack_key(pack_id), data, retain_until=store.retain_until())
         new_packs[pack_id] = builder.blobs
         builder = PackBuilder(buffer)

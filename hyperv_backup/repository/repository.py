@@ -151,6 +151,7 @@ class Repository:
             self._codec,
             pack_size=config.pack_size,
             max_blob_size=_max_blob_size(config),
+            pack_id_hash=config.pack_id_hash,
             upload_threads=upload_threads,
             pack_memory=pack_memory,
             index_every_packs=index_every_packs,
@@ -215,6 +216,7 @@ class Repository:
                 "chunker": ChunkerParams.for_average(chunk_size),
                 "pack_size": pack_size,
                 "compression": CompressionParams(level=compression_level),
+                "pack_id_hash": "blake3",
             }
             if password is not None:
                 master_key, encryption = lock_master_key(repository_id, password, scrypt_n=scrypt_n)

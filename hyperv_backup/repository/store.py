@@ -33,6 +33,7 @@ from datetime import datetime, timedelta
 from hyperv_backup.errors import IntegrityError, RepositoryError
 from hyperv_backup.repository.chunk_table import KEY_BYTES, ChunkLocation, ChunkTable
 from hyperv_backup.repository.codec import Codec
+from hyperv_backup.repository.config import PackIdHash
 from hyperv_backup.repository.index import INDEX_PREFIX, IndexWriter, read_index
 from hyperv_backup.repository.pack import (
     HEADER_ROOM,
@@ -73,6 +74,7 @@ class BlobStore:
         *,
         pack_size: int,
         max_blob_size: int,
+        pack_id_hash: PackIdHash = "blake3",
         upload_threads: int = 3,
         encode_threads: int = 2,
         pack_memory: int = 96 * 1024 * 1024,
@@ -82,6 +84,7 @@ class BlobStore:
         self.target = target
         self.codec = codec
         self.pack_size = pack_size
+        self.pack_id_hash: PackIdHash = pack_id_hash
         self.retention = retention
         self._upload_threads = max(1, upload_threads)
         # A pack is sealed once it reaches pack_size, so it never needs more than one blob
@@ -226,7 +229,7 @@ class BlobStore:
 
     def _upload(self, slot: _PackSlot) -> None:
         try:
-            pack_id, data = slot.builder.build(self.codec)
+            pack_id, data = slot.builder.build(self.codec, self.pack_id_hash)
             size = len(data)
             # One PUT straight from the pack buffer: no copy, no multipart round trips.
             self.target.put(pack_key(pack_id), data, retain_until=self.retain_until())
