@@ -76,10 +76,12 @@ class DigestingReader:
 
     The whole-file SHA-256 runs on a thread of its own (hashlib releases the GIL), beside
     the chunking and chunk hashing: on a next-day backup, where most chunks are already
-    stored, it was a quarter of the time. Each block read is copied into one of three
-    buffers that go round between this reader and the hashing thread (the chunker refills
-    its own buffer while a block is still being hashed); reusing them spares the allocation
-    (and page faults) of a fresh multi-MiB object per block.
+    stored, it was a quarter of the time.
+
+    :meth:`read_shared` (what :class:`Chunker` uses) hands the hashing thread a view of the
+    caller's own buffer, without a copy; the caller calls :meth:`settle` before it
+    overwrites what it read. :meth:`readinto` suits any other caller: each block is copied
+    into one of three buffers that go round between the reader and the hashing thread.
     """
 
     _BUFFERS = 3
@@ -89,18 +91,28 @@ class DigestingReader:
         self._readinto = getattr(stream, "readinto", None)
         self._progress = progress
         self._sha256 = hashlib.sha256()
-        self._blocks: queue.SimpleQueue[memoryview | None] = queue.SimpleQueue()
+        self._blocks: queue.SimpleQueue[tuple[memoryview, bytearray | None] | None] = (
+            queue.SimpleQueue()
+        )
         self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
         self._buffers = 0
+        self._unhashed = 0  # blocks handed to the hashing thread and not yet hashed
+        self._hashed = threading.Condition()
         self._hasher = threading.Thread(target=self._hash, name="file-sha256", daemon=True)
         self._hasher.start()
         self._finished = False
         self.size = 0
 
     def _hash(self) -> None:
-        while (block := self._blocks.get()) is not None:
+        while (item := self._blocks.get()) is not None:
+            block, pooled = item
             self._sha256.update(block)
-            self._free.put(block.obj)  # type: ignore[arg-type]  # a view of a pool buffer
+            del block
+            if pooled is not None:
+                self._free.put(pooled)
+            with self._hashed:
+                self._unhashed -= 1
+                self._hashed.notify_all()
 
     def _buffer(self, size: int) -> bytearray:
         if self._buffers < self._BUFFERS:
@@ -115,21 +127,41 @@ class DigestingReader:
             buffer = bytearray(size)
         return buffer
 
-    def readinto(self, buffer: memoryview) -> int:
-        """Fill ``buffer`` from the stream (0 at its end)."""
+    def _fill(self, buffer: memoryview) -> int:
         if self._readinto is not None:
-            count = self._readinto(buffer) or 0
-        else:
-            data = self._stream.read(len(buffer))
-            count = len(data)
-            buffer[:count] = data
+            return int(self._readinto(buffer) or 0)
+        data = self._stream.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def _to_hash(self, block: memoryview, pooled: bytearray | None) -> None:
+        with self._hashed:
+            self._unhashed += 1
+        self._blocks.put((block, pooled))
+        self.size += len(block)
+        if self._progress is not None:
+            self._progress(len(block))
+
+    def read_shared(self, buffer: memoryview) -> int:
+        """Fill ``buffer`` from the stream (0 at its end); it is hashed from ``buffer``
+        itself, so call :meth:`settle` before changing those bytes."""
+        count = self._fill(buffer)
+        if count:
+            self._to_hash(buffer[:count], None)
+        return count
+
+    def settle(self) -> None:
+        """Wait until everything read has been hashed (its buffers may then be reused)."""
+        with self._hashed:
+            self._hashed.wait_for(lambda: self._unhashed == 0)
+
+    def readinto(self, buffer: memoryview) -> int:
+        """Fill ``buffer`` from the stream (0 at its end); ``buffer`` may be reused at once."""
+        count = self._fill(buffer)
         if count:
             copy = self._buffer(count)
             copy[:count] = buffer[:count]
-            self._blocks.put(memoryview(copy)[:count])
-            self.size += count
-            if self._progress is not None:
-                self._progress(count)
+            self._to_hash(memoryview(copy)[:count], copy)
         return count
 
     def close(self) -> None:
@@ -177,14 +209,19 @@ class Chunker:
         cdc = self._cdc()
         max_size = self.params.max_size
         buffer = memoryview(bytearray(2 * max_size))
+        # A DigestingReader hashes straight from this buffer: what it read must be hashed
+        # before the buffer's tail moves to its front.
+        read: Callable[[memoryview], int] = getattr(stream, "read_shared", stream.readinto)
+        settle: Callable[[], None] = getattr(stream, "settle", _nothing)
         start = end = 0  # the unchunked bytes are buffer[start:end]
         eof = False
         while True:
             if not eof and end - start < max_size:
+                settle()
                 buffer[: end - start] = buffer[start:end]  # memmove
                 start, end = 0, end - start
                 while end < len(buffer):
-                    count = stream.readinto(buffer[end:])
+                    count = read(buffer[end:])
                     if count <= 0:
                         eof = True
                         break
@@ -200,3 +237,7 @@ class Chunker:
                 length = next(iter(cdc.cut_buf(buffer[start:end]))).length
             yield buffer[start : start + length]
             start += length
+
+
+def _nothing() -> None:
+    pass
