@@ -10,6 +10,7 @@ import random
 import pyfastcdc
 import pytest
 
+from hyperv_backup.errors import RepositoryError
 from hyperv_backup.repository.chunker import Chunker, DigestingReader
 from hyperv_backup.repository.config import ChunkerParams
 
@@ -65,3 +66,29 @@ def test_an_empty_stream_has_no_chunks() -> None:
     reader = DigestingReader(io.BytesIO(b""))
     assert list(Chunker(ChunkerParams.for_average(64 * 1024)).chunks(reader)) == []
     assert reader.hexdigest() == hashlib.sha256(b"").hexdigest()
+
+
+class _Unhashable(io.RawIOBase):
+    """Gives the hashing thread something it cannot hash: a view of a released buffer."""
+
+    def __init__(self) -> None:
+        self.sent = False
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self.sent:
+            return 0
+        self.sent = True
+        buffer[:4] = b"data"
+        return 4
+
+
+def test_a_failing_file_hash_is_an_error_not_a_hang() -> None:
+    reader = DigestingReader(_Unhashable())  # type: ignore[arg-type]
+    view = memoryview(bytearray(16))
+    reader.read_shared(view)
+    reader._sha256 = None  # type: ignore[assignment]  # the next update raises in the thread
+    reader.read_shared(memoryview(bytearray(16)))
+    with pytest.raises(RepositoryError, match="hashing the file failed"):
+        reader.settle()
+    with pytest.raises(RepositoryError):
+        reader.hexdigest()

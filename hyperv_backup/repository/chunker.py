@@ -66,6 +66,7 @@ from typing import BinaryIO
 
 from pyfastcdc import FastCDC
 
+from hyperv_backup.errors import RepositoryError
 from hyperv_backup.repository.config import ChunkerParams
 
 __all__ = ["Chunker", "DigestingReader"]
@@ -97,6 +98,7 @@ class DigestingReader:
         self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
         self._buffers = 0
         self._unhashed = 0  # blocks handed to the hashing thread and not yet hashed
+        self._error: BaseException | None = None
         self._hashed = threading.Condition()
         self._hasher = threading.Thread(target=self._hash, name="file-sha256", daemon=True)
         self._hasher.start()
@@ -104,14 +106,19 @@ class DigestingReader:
         self.size = 0
 
     def _hash(self) -> None:
-        while (item := self._blocks.get()) is not None:
-            block, pooled = item
-            self._sha256.update(block)
-            del block
-            if pooled is not None:
-                self._free.put(pooled)
+        try:
+            while (item := self._blocks.get()) is not None:
+                block, pooled = item
+                self._sha256.update(block)
+                del block
+                if pooled is not None:
+                    self._free.put(pooled)
+                with self._hashed:
+                    self._unhashed -= 1
+                    self._hashed.notify_all()
+        except BaseException as error:  # reported by settle() and hexdigest(), never a hang
             with self._hashed:
-                self._unhashed -= 1
+                self._error = error
                 self._hashed.notify_all()
 
     def _buffer(self, size: int) -> bytearray:
@@ -122,7 +129,13 @@ class DigestingReader:
                 self._buffers += 1
                 return bytearray(size)
         else:
-            buffer = self._free.get()  # waits while the hasher is behind
+            while True:  # waits while the hasher is behind
+                self._raise_if_failed()
+                try:
+                    buffer = self._free.get(timeout=0.5)
+                    break
+                except queue.Empty:
+                    continue
         if len(buffer) < size:
             buffer = bytearray(size)
         return buffer
@@ -153,7 +166,8 @@ class DigestingReader:
     def settle(self) -> None:
         """Wait until everything read has been hashed (its buffers may then be reused)."""
         with self._hashed:
-            self._hashed.wait_for(lambda: self._unhashed == 0)
+            self._hashed.wait_for(lambda: self._unhashed == 0 or self._error is not None)
+        self._raise_if_failed()
 
     def readinto(self, buffer: memoryview) -> int:
         """Fill ``buffer`` from the stream (0 at its end); ``buffer`` may be reused at once."""
@@ -174,7 +188,12 @@ class DigestingReader:
     def hexdigest(self) -> str:
         """SHA-256 of everything read (ends the reading)."""
         self.close()
+        self._raise_if_failed()
         return self._sha256.hexdigest()
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise RepositoryError(f"hashing the file failed: {self._error}") from self._error
 
 
 class Chunker:
