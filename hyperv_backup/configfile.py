@@ -1,10 +1,10 @@
 """The configuration file: where it is, what it may hold, and how it is checked.
 
-A TOML file with five shared sections — ``[connection]``, ``[reader]``, ``[repository]``,
-``[backup]`` and ``[retention]`` — and optional per-host tables ``[hosts.NAME]`` that hold
-the same sections and override the shared keys one by one. Every key is optional: a key
-left out means "the command's built-in default". Unknown keys are errors that name the key,
-the table and the file, with the closest known key as a hint.
+A TOML file with six shared sections — ``[connection]``, ``[reader]``, ``[repository]``,
+``[backup]``, ``[retention]`` and ``[monitoring]`` — and optional per-host tables
+``[hosts.NAME]`` that hold the same sections and override the shared keys one by one.
+Every key is optional: a key left out means "the command's built-in default". Unknown keys
+are errors that name the key, the table and the file, with the closest known key as a hint.
 
 Passwords are never stored in the file. A section names where its password is:
 ``password_env = "VAR"``, ``password_file = "/path"`` or ``password_command = [...]``; an
@@ -70,6 +70,7 @@ __all__ = [
     "HooksSection",
     "HostConfig",
     "HostProfile",
+    "MonitoringSection",
     "ReaderSection",
     "RepositorySection",
     "RetentionSection",
@@ -86,7 +87,7 @@ CONFIG_ENV = "HYPERV_BACKUP_CONFIG"
 """The environment variable that names the configuration file."""
 LOCAL_CONFIG_NAME = "hyperv-backup.toml"
 """The file looked for in the current directory."""
-SECTIONS = ("connection", "reader", "repository", "backup", "retention")
+SECTIONS = ("connection", "reader", "repository", "backup", "retention", "monitoring")
 """The sections of the file, shared at the top level and per host."""
 
 _PASSWORD_COMMAND_TIMEOUT = 60.0
@@ -367,6 +368,26 @@ class RetentionSection(_Table):
     prune: bool | None = Field(default=None, description="forget then deletes unused data.")
 
 
+class MonitoringSection(_Table):
+    """``[monitoring]``: what ``backup`` reports after each job (see docs/monitoring.md)."""
+
+    report_file: Path | None = Field(default=None, description="The job's JSON report.")
+    metrics_file: Path | None = Field(default=None, description="A Prometheus textfile.")
+    job_name: str | None = Field(default=None, min_length=1, description="The metrics' label.")
+    webhook_url: str | None = Field(default=None, min_length=1, description="POST the report.")
+    webhook_on: Literal["failure", "always"] | None = None
+    webhook_headers: dict[str, str] | None = Field(
+        default=None,
+        description="Header name → the environment variable holding its value (never the "
+        "value itself: it may be a token).",
+    )
+
+    @field_validator("report_file", "metrics_file")
+    @classmethod
+    def _anchor(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return _anchored(value, info)
+
+
 class HostProfile(_Table):
     """``[hosts.NAME]``: the sections again, overriding the shared ones for one host."""
 
@@ -375,6 +396,7 @@ class HostProfile(_Table):
     repository: RepositorySection = Field(default_factory=RepositorySection)
     backup: BackupSection = Field(default_factory=BackupSection)
     retention: RetentionSection = Field(default_factory=RetentionSection)
+    monitoring: MonitoringSection = Field(default_factory=MonitoringSection)
 
 
 class HostConfig(_Table):
@@ -391,6 +413,7 @@ class HostConfig(_Table):
     repository: RepositorySection = Field(default_factory=RepositorySection)
     backup: BackupSection = Field(default_factory=BackupSection)
     retention: RetentionSection = Field(default_factory=RetentionSection)
+    monitoring: MonitoringSection = Field(default_factory=MonitoringSection)
     origins: dict[str, str] = Field(default_factory=dict)
 
     def password_reference(

@@ -25,6 +25,7 @@ from hyperv_backup.configfile import (
     ConfigFile,
     ConnectionSection,
     HooksSection,
+    MonitoringSection,
     ReaderSection,
     RepositorySection,
     RetentionSection,
@@ -415,6 +416,31 @@ def test_to_on_the_command_line_beats_the_files_repository(
     assert (tmp_path / "state").is_dir()  # state_dir, relative to the file
 
 
+def test_monitoring_from_the_file_writes_the_report_and_metrics_with_the_job_name(
+    make_simulator: Callable[..., Simulator], tmp_path: Path
+) -> None:
+    sim = make_simulator({"vms": [{"name": "web"}]})
+    config = _write(
+        tmp_path / "site.toml",
+        _table("connection", _connection(sim, password_env="SIM_PASSWORD")),
+        _table("reader", {"path_maps": {k: str(v) for k, v in sim.path_map().items()}}),
+        _table("backup", {"all": True, "to": "exports", "state_dir": "state"}),
+        _table("monitoring", {"report_file": "last.json", "metrics_file": "hv.prom"}),
+        "[hosts.lab]\nmonitoring.job_name = \"lab-nightly\"\n",
+    )
+    env = {"SIM_PASSWORD": sim.scenario.credentials.password}
+    result = _run(["--config", str(config), "backup", "--json"], env)
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "last.json").read_text())  # relative to the file
+    assert report["status"] == "success"
+    assert 'backup_job="default"' in (tmp_path / "hv.prom").read_text()
+    # A host table overrides one key; a flag overrides the file.
+    shown = _show(["--config", str(config), "backup", "--host", "lab"])["settings"]
+    assert shown["monitoring"]["job_name"]["value"] == "lab-nightly"
+    flagged = _show(["--config", str(config), "backup", "--job-name", "x"])["settings"]
+    assert flagged["monitoring"]["job_name"]["source"].startswith("flag")
+
+
 def test_the_files_to_sends_backups_to_folders_while_repository_commands_keep_the_repository(
     tmp_path: Path,
 ) -> None:
@@ -447,7 +473,7 @@ def test_config_init_prints_a_valid_example_that_config_show_explains(tmp_path: 
 def test_the_documentation_names_every_key_and_every_environment_variable() -> None:
     text = DOCS.read_text(encoding="utf-8")
     models = (ConnectionSection, ReaderSection, RepositorySection, BackupSection, HooksSection)
-    for model in (*models, RetentionSection, ConfigFile):
+    for model in (*models, RetentionSection, MonitoringSection, ConfigFile):
         for key in model.model_fields:
             assert f"`{key}`" in text, f"{model.__name__}.{key} is not documented"
     for section in SECTIONS:

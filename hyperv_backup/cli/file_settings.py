@@ -98,7 +98,7 @@ class Setting:
     ``config show``.
     """
 
-    section: Literal["connection", "reader", "repository", "backup", "retention"]
+    section: Literal["connection", "reader", "repository", "backup", "retention", "monitoring"]
     key: str
     param: str
     commands: tuple[str, ...]
@@ -151,6 +151,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("retention", "keep_monthly", "keep_monthly", ("forget",)),
     Setting("retention", "keep_yearly", "keep_yearly", ("forget",)),
     Setting("retention", "prune", "prune_after", ("forget",)),
+    Setting("monitoring", "report_file", "report_file", ("backup",)),
+    Setting("monitoring", "metrics_file", "metrics_file", ("backup",)),
+    Setting("monitoring", "job_name", "job_name", ("backup",)),
+    Setting("monitoring", "webhook_url", "webhook_url", ("backup",)),
+    Setting("monitoring", "webhook_on", "webhook_on", ("backup",)),
+    Setting(
+        "monitoring",
+        "webhook_headers",
+        "webhook_header",
+        ("backup",),
+        _pairs_to_list,
+        _list_to_pairs,
+    ),
 )
 """Every file key that feeds a command option, and the commands it feeds."""
 
