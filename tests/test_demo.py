@@ -90,6 +90,19 @@ def test_demo_json_backs_up_into_a_folder_and_s3_then_dedups_on_a_second_run(
     assert first["s3"]["location"] == f"s3://{DEMO_BUCKET}/{DEMO_PREFIX}"
     assert first["where"]["s3"] == first["s3"]["location"]
     assert any("snapshots --repo" in c for c in first["next_commands"])
+    # The first suggestion runs as printed, from where the demo ran (no activated venv).
+    done = subprocess.run(
+        first["next_commands"][0] + " --json",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"},
+        cwd=tmp_path,  # where the demo ran
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)) == 9
 
     # The S3 repository outlives the demo's server: serve the same folder again and verify.
     with RcloneS3Server(Path(first["s3"]["data_folder"])) as server:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import shlex
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -190,14 +191,15 @@ class DemoReport:
         """Shell commands to try next on what the demo left (paths as ``output`` was given)."""
         repo = shlex.quote(str(self.output / "repository"))
         env = f"HYPERV_BACKUP_REPO_PASSWORD={DEMO_PASSWORD}"
+        tool = _hyperv_backup_command()
         commands = [
-            f"{env} hyperv-backup snapshots --repo {repo}",
-            f"{env} hyperv-backup check --repo {repo} --read-data",
+            f"{env} {tool} snapshots --repo {repo}",
+            f"{env} {tool} check --repo {repo} --read-data",
         ]
         if self.restore is not None:
             again = shlex.quote(str(self.output / "restore-again"))
             commands.append(
-                f"{env} hyperv-backup restore {self.restore.snapshot[:8]} --repo {repo} "
+                f"{env} {tool} restore {self.restore.snapshot[:8]} --repo {repo} "
                 f"--to {again}"
             )
         if self.s3.server == "rclone" and self.s3.data_folder is not None:
@@ -207,10 +209,10 @@ class DemoReport:
                 f"{binary} serve s3 {shlex.quote(str(self.s3.data_folder))} "
                 f"--addr 127.0.0.1:9000 --auth-key {keys} &",
                 f"AWS_ACCESS_KEY_ID={ACCESS_KEY} AWS_SECRET_ACCESS_KEY={SECRET_KEY} {env} "
-                f"hyperv-backup snapshots --repo {self.s3.location} "
+                f"{tool} snapshots --repo {self.s3.location} "
                 "--s3-endpoint http://127.0.0.1:9000",
             ]
-        commands.append("hyperv-backup simulator serve")
+        commands.append(f"{tool} simulator serve")
         return commands
 
     def to_json(self) -> dict[str, Any]:
@@ -280,10 +282,23 @@ class DemoReport:
 def _rclone_command() -> str:
     """How to call rclone from here: its name when on PATH, else its (relative) path."""
     rclone = rclone_binary()
-    if rclone is None or shutil.which("rclone") == str(rclone):
-        return "rclone"
+    return "rclone" if rclone is None else _as_typed(rclone, "rclone")
+
+
+def _hyperv_backup_command() -> str:
+    """How to call hyperv-backup from here: its name when it is on PATH (an activated
+    environment), else the path of the one beside this Python (``./dev.sh`` runs the demo
+    from ``.venv`` without activating it)."""
+    beside = Path(sys.executable).parent / "hyperv-backup"
+    return _as_typed(beside, "hyperv-backup") if beside.exists() else "hyperv-backup"
+
+
+def _as_typed(program: Path, name: str) -> str:
+    found = shutil.which(name)
+    if found is not None and Path(found).resolve() == program.resolve():
+        return name
     cwd = Path.cwd()
-    shown = rclone.relative_to(cwd) if rclone.is_relative_to(cwd) else rclone
+    shown = program.relative_to(cwd) if program.is_relative_to(cwd) else program
     return shlex.quote(str(shown))
 
 
