@@ -97,7 +97,8 @@ class DigestingReader:
         )
         self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
         self._buffers = 0
-        self._unhashed = 0  # blocks handed to the hashing thread and not yet hashed
+        self.queued = 0  # blocks handed to the hashing thread
+        self._hashed_blocks = 0  # ... of which it has hashed
         self._error: BaseException | None = None
         self._hashed = threading.Condition()
         self._hasher = threading.Thread(target=self._hash, name="file-sha256", daemon=True)
@@ -114,7 +115,7 @@ class DigestingReader:
                 if pooled is not None:
                     self._free.put(pooled)
                 with self._hashed:
-                    self._unhashed -= 1
+                    self._hashed_blocks += 1
                     self._hashed.notify_all()
         except BaseException as error:  # reported by settle() and hexdigest(), never a hang
             with self._hashed:
@@ -148,8 +149,7 @@ class DigestingReader:
         return len(data)
 
     def _to_hash(self, block: memoryview, pooled: bytearray | None) -> None:
-        with self._hashed:
-            self._unhashed += 1
+        self.queued += 1
         self._blocks.put((block, pooled))
         self.size += len(block)
         if self._progress is not None:
@@ -157,16 +157,19 @@ class DigestingReader:
 
     def read_shared(self, buffer: memoryview) -> int:
         """Fill ``buffer`` from the stream (0 at its end); it is hashed from ``buffer``
-        itself, so call :meth:`settle` before changing those bytes."""
+        itself, so call :meth:`settle` (with :attr:`queued` as it was after this read)
+        before changing those bytes."""
         count = self._fill(buffer)
         if count:
             self._to_hash(buffer[:count], None)
         return count
 
-    def settle(self) -> None:
-        """Wait until everything read has been hashed (its buffers may then be reused)."""
+    def settle(self, blocks: int | None = None) -> None:
+        """Wait until the first ``blocks`` blocks read (default: all) have been hashed, so
+        the buffers they were read into may be reused."""
+        goal = self.queued if blocks is None else blocks
         with self._hashed:
-            self._hashed.wait_for(lambda: self._unhashed == 0 or self._error is not None)
+            self._hashed.wait_for(lambda: self._hashed_blocks >= goal or self._error is not None)
         self._raise_if_failed()
 
     def readinto(self, buffer: memoryview) -> int:
@@ -227,24 +230,32 @@ class Chunker:
         """The chunks of ``stream``; each view is valid only until the next one is produced."""
         cdc = self._cdc()
         max_size = self.params.max_size
-        buffer = memoryview(bytearray(2 * max_size))
-        # A DigestingReader hashes straight from this buffer: what it read must be hashed
-        # before the buffer's tail moves to its front.
-        read: Callable[[memoryview], int] = getattr(stream, "read_shared", stream.readinto)
-        settle: Callable[[], None] = getattr(stream, "settle", _nothing)
+        # Two buffers in turn. A DigestingReader hashes straight from them, so a buffer is
+        # refilled only once what was read into it the time before has been hashed: the
+        # file hash may lag a whole buffer behind the chunking. Only the unchunked tail
+        # (less than one maximum chunk) is copied from one buffer to the other.
+        buffers = [memoryview(bytearray(_BUFFER_CHUNKS * max_size)) for _ in range(2)]
+        read_into: Callable[[memoryview], int] = getattr(stream, "read_shared", stream.readinto)
+        settle: Callable[[int], None] = getattr(stream, "settle", _ignore)
+        read_before = [0, 0]  # per buffer: blocks read into it, the last time it was filled
+        current = 0
+        buffer = buffers[current]
         start = end = 0  # the unchunked bytes are buffer[start:end]
         eof = False
         while True:
             if not eof and end - start < max_size:
-                settle()
-                buffer[: end - start] = buffer[start:end]  # memmove
-                start, end = 0, end - start
+                current = 1 - current
+                settle(read_before[current])
+                tail, buffer = buffer[start:end], buffers[current]
+                buffer[: len(tail)] = tail
+                start, end = 0, len(tail)
                 while end < len(buffer):
-                    count = read(buffer[end:])
+                    count = read_into(buffer[end:])
                     if count <= 0:
                         eof = True
                         break
                     end += count
+                read_before[current] = getattr(stream, "queued", 0)
             left = end - start
             if left == 0:
                 return
@@ -258,5 +269,9 @@ class Chunker:
             start += length
 
 
-def _nothing() -> None:
+_BUFFER_CHUNKS = 4
+"""Each of the chunker's two buffers holds this many maximum-size chunks."""
+
+
+def _ignore(_blocks: int) -> None:
     pass
