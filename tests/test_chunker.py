@@ -60,6 +60,12 @@ def test_cut_points_are_fastcdcs_and_the_file_hash_is_whole(average: int) -> Non
     assert reader.hexdigest() == hashlib.sha256(data).hexdigest()
     zero_chunk = hashlib.sha256(bytes(params.max_size)).digest()
     assert zero_chunk in got  # the zero shortcut was taken, and agreed
+    flagged = [
+        (hashlib.sha256(view).digest(), zero)
+        for view, zero in Chunker(params).cut(DigestingReader(io.BytesIO(data)))
+    ]
+    assert [digest for digest, _zero in flagged] == expected
+    assert {digest for digest, zero in flagged if zero} == {zero_chunk}
 
 
 def test_an_empty_stream_has_no_chunks() -> None:

@@ -228,6 +228,11 @@ class Chunker:
 
     def chunks(self, stream: DigestingReader) -> Iterator[memoryview]:
         """The chunks of ``stream``; each view is valid only until the next one is produced."""
+        return (view for view, _zero in self.cut(stream))
+
+    def cut(self, stream: DigestingReader) -> Iterator[tuple[memoryview, bool]]:
+        """:meth:`chunks`, each with whether it is a maximum-size run of zeros (found by
+        the shortcut; its id is the codec's cached zero id, so it need not be hashed)."""
         cdc = self._cdc()
         max_size = self.params.max_size
         # Two buffers in turn. A DigestingReader hashes straight from them, so a buffer is
@@ -259,13 +264,13 @@ class Chunker:
             left = end - start
             if left == 0:
                 return
-            if left >= max_size and self._zero_shortcut and self._zeros.startswith(
-                buffer[start : start + max_size]
-            ):
-                length = max_size
-            else:
-                length = next(iter(cdc.cut_buf(buffer[start:end]))).length
-            yield buffer[start : start + length]
+            zero = (
+                left >= max_size
+                and self._zero_shortcut
+                and self._zeros.startswith(buffer[start : start + max_size])
+            )
+            length = max_size if zero else next(iter(cdc.cut_buf(buffer[start:end]))).length
+            yield buffer[start : start + length], zero
             start += length
 
 

@@ -10,7 +10,6 @@ file's ordered chunk ids go into ``chunk_list`` blobs; the manifest is written b
 
 from __future__ import annotations
 
-import functools
 import logging
 import secrets
 from collections import deque
@@ -85,7 +84,6 @@ class SnapshotWriter:
         self._tags = list(tags)
         self._check_lock = check_lock
         self._on_close = on_close
-        self._zeros = _zeros(chunker.params.max_size)
         self._files: dict[str, SnapshotFile] = {}
         self._stats = SnapshotStats()
         self._state = "open"
@@ -112,8 +110,8 @@ class SnapshotWriter:
         chunks = 0
         encoding: deque[_Encoding] = deque()
         try:
-            for view in self._chunker.chunks(reader):
-                chunk_ids += self._store_chunk(view, encoding)
+            for view, zero in self._chunker.cut(reader):
+                chunk_ids += self._store_chunk(view, zero, encoding)
                 chunks += 1
                 if len(chunk_ids) >= CHUNK_IDS_PER_LIST * _ID_BYTES:
                     chunk_lists.append(self._store_chunk_list(bytes(chunk_ids)))
@@ -137,15 +135,12 @@ class SnapshotWriter:
         self._stats.bytes += digest.size
         return digest
 
-    def _store_chunk(self, data: memoryview, encoding: deque[_Encoding]) -> bytes:
+    def _store_chunk(self, data: memoryview, zero: bool, encoding: deque[_Encoding]) -> bytes:
         # The view is only valid until the next chunk: hashed straight from the chunker's
-        # buffer, and copied only when it is new and goes to the encoding pool.
-        if len(data) == self._chunker.params.max_size and self._zeros.startswith(data):
-            # Free disk space: runs of zeros become maximum-size chunks, all alike. (A
-            # memcmp; ``memoryview == bytes`` compares item by item, ten times slower.)
-            chunk_id = self._store.codec.zero_id(len(data))
-        else:
-            chunk_id = self._store.codec.blob_id(data)
+        # buffer, and copied only when it is new and goes to the encoding pool. Runs of
+        # zeros (free disk space) the chunker recognised are all alike: their id is cached.
+        codec = self._store.codec
+        chunk_id = codec.zero_id(len(data)) if zero else codec.blob_id(data)
         self._stats.chunks += 1
         if not self._packer.known(chunk_id) and not any(p.id == chunk_id for p in encoding):
             encoding.append(
@@ -250,8 +245,3 @@ class SnapshotWriter:
 def _nothing() -> None:
     pass
 
-
-@functools.lru_cache(maxsize=2)
-def _zeros(length: int) -> bytes:
-    """``length`` zero bytes, shared (compared with, never written)."""
-    return bytes(length)
