@@ -62,7 +62,7 @@ import hashlib
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from pyfastcdc import FastCDC
 
@@ -77,26 +77,17 @@ class DigestingReader:
 
     The whole-file SHA-256 runs on a thread of its own (hashlib releases the GIL), beside
     the chunking and chunk hashing: on a next-day backup, where most chunks are already
-    stored, it was a quarter of the time.
-
-    :meth:`read_shared` (what :class:`Chunker` uses) hands the hashing thread a view of the
-    caller's own buffer, without a copy; the caller calls :meth:`settle` before it
-    overwrites what it read. :meth:`readinto` suits any other caller: each block is copied
-    into one of three buffers that go round between the reader and the hashing thread.
+    stored, it was a quarter of the time. :meth:`read_shared` hands that thread a view of
+    the caller's own buffer, without a copy; the caller calls :meth:`settle` before it
+    overwrites what it read (:class:`Chunker` does).
     """
-
-    _BUFFERS = 3
 
     def __init__(self, stream: BinaryIO, progress: Callable[[int], None] | None = None) -> None:
         self._stream = stream
         self._readinto = getattr(stream, "readinto", None)
         self._progress = progress
         self._sha256 = hashlib.sha256()
-        self._blocks: queue.SimpleQueue[tuple[memoryview, bytearray | None] | None] = (
-            queue.SimpleQueue()
-        )
-        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
-        self._buffers = 0
+        self._blocks: queue.SimpleQueue[memoryview | None] = queue.SimpleQueue()
         self.queued = 0  # blocks handed to the hashing thread
         self._hashed_blocks = 0  # ... of which it has hashed
         self._error: BaseException | None = None
@@ -108,12 +99,9 @@ class DigestingReader:
 
     def _hash(self) -> None:
         try:
-            while (item := self._blocks.get()) is not None:
-                block, pooled = item
+            while (block := self._blocks.get()) is not None:
                 self._sha256.update(block)
                 del block
-                if pooled is not None:
-                    self._free.put(pooled)
                 with self._hashed:
                     self._hashed_blocks += 1
                     self._hashed.notify_all()
@@ -122,46 +110,22 @@ class DigestingReader:
                 self._error = error
                 self._hashed.notify_all()
 
-    def _buffer(self, size: int) -> bytearray:
-        if self._buffers < self._BUFFERS:
-            try:
-                buffer = self._free.get_nowait()
-            except queue.Empty:
-                self._buffers += 1
-                return bytearray(size)
-        else:
-            while True:  # waits while the hasher is behind
-                self._raise_if_failed()
-                try:
-                    buffer = self._free.get(timeout=0.5)
-                    break
-                except queue.Empty:
-                    continue
-        if len(buffer) < size:
-            buffer = bytearray(size)
-        return buffer
-
-    def _fill(self, buffer: memoryview) -> int:
-        if self._readinto is not None:
-            return int(self._readinto(buffer) or 0)
-        data = self._stream.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def _to_hash(self, block: memoryview, pooled: bytearray | None) -> None:
-        self.queued += 1
-        self._blocks.put((block, pooled))
-        self.size += len(block)
-        if self._progress is not None:
-            self._progress(len(block))
-
     def read_shared(self, buffer: memoryview) -> int:
         """Fill ``buffer`` from the stream (0 at its end); it is hashed from ``buffer``
         itself, so call :meth:`settle` (with :attr:`queued` as it was after this read)
         before changing those bytes."""
-        count = self._fill(buffer)
+        if self._readinto is not None:
+            count = int(self._readinto(buffer) or 0)
+        else:
+            data = self._stream.read(len(buffer))
+            count = len(data)
+            buffer[:count] = data
         if count:
-            self._to_hash(buffer[:count], None)
+            self.queued += 1
+            self._blocks.put(buffer[:count])
+            self.size += count
+            if self._progress is not None:
+                self._progress(count)
         return count
 
     def settle(self, blocks: int | None = None) -> None:
@@ -171,15 +135,6 @@ class DigestingReader:
         with self._hashed:
             self._hashed.wait_for(lambda: self._hashed_blocks >= goal or self._error is not None)
         self._raise_if_failed()
-
-    def readinto(self, buffer: memoryview) -> int:
-        """Fill ``buffer`` from the stream (0 at its end); ``buffer`` may be reused at once."""
-        count = self._fill(buffer)
-        if count:
-            copy = self._buffer(count)
-            copy[:count] = buffer[:count]
-            self._to_hash(memoryview(copy)[:count], copy)
-        return count
 
     def close(self) -> None:
         """Let the hashing thread finish (also when the file's backup failed midway)."""
@@ -197,6 +152,10 @@ class DigestingReader:
     def _raise_if_failed(self) -> None:
         if self._error is not None:
             raise RepositoryError(f"hashing the file failed: {self._error}") from self._error
+
+
+class _ReadsInto(Protocol):
+    def readinto(self, buffer: memoryview, /) -> int: ...
 
 
 class Chunker:
@@ -226,11 +185,11 @@ class Chunker:
             normalized_chunking=self.params.normalization,  # type: ignore[arg-type]
         )
 
-    def chunks(self, stream: DigestingReader) -> Iterator[memoryview]:
+    def chunks(self, stream: DigestingReader | _ReadsInto) -> Iterator[memoryview]:
         """The chunks of ``stream``; each view is valid only until the next one is produced."""
         return (view for view, _zero in self.cut(stream))
 
-    def cut(self, stream: DigestingReader) -> Iterator[tuple[memoryview, bool]]:
+    def cut(self, stream: DigestingReader | _ReadsInto) -> Iterator[tuple[memoryview, bool]]:
         """:meth:`chunks`, each with whether it is a maximum-size run of zeros (found by
         the shortcut; its id is the codec's cached zero id, so it need not be hashed)."""
         cdc = self._cdc()
@@ -240,8 +199,12 @@ class Chunker:
         # file hash may lag a whole buffer behind the chunking. Only the unchunked tail
         # (less than one maximum chunk) is copied from one buffer to the other.
         buffers = [memoryview(bytearray(_BUFFER_CHUNKS * max_size)) for _ in range(2)]
-        read_into: Callable[[memoryview], int] = getattr(stream, "read_shared", stream.readinto)
-        settle: Callable[[int], None] = getattr(stream, "settle", _ignore)
+        read_into: Callable[[memoryview], int]
+        settle: Callable[[int], None]
+        if isinstance(stream, DigestingReader):
+            read_into, settle = stream.read_shared, stream.settle
+        else:  # any other stream is read the same way; nothing to settle
+            read_into, settle = stream.readinto, _ignore
         read_before = [0, 0]  # per buffer: blocks read into it, the last time it was filled
         current = 0
         buffer = buffers[current]
