@@ -98,9 +98,10 @@ def back_up(
     job_id: str = "job-1",
     host: str = "hv01",
     tags: tuple[str, ...] = (),
+    parent: str | None = "latest",
 ) -> str:
     """Back up ``files`` (relative path → content) as one VM, like the engine; the location."""
-    capture = repo.open_vm(job_id, vm, host=host, tags=tags)
+    capture = repo.open_vm(job_id, vm, host=host, tags=tags, parent=parent)
     result = VMBackupResult(
         vm_name=vm.name,
         vm_id=str(vm.id),

@@ -62,7 +62,7 @@ def test_cut_points_are_fastcdcs_and_the_file_hash_is_whole(average: int) -> Non
     assert zero_chunk in got  # the zero shortcut was taken, and agreed
     flagged = [
         (hashlib.sha256(view).digest(), zero)
-        for view, zero in Chunker(params).cut(DigestingReader(io.BytesIO(data)))
+        for view, zero, _id in Chunker(params).cut(DigestingReader(io.BytesIO(data)))
     ]
     assert [digest for digest, _zero in flagged] == expected
     assert {digest for digest, zero in flagged if zero} == {zero_chunk}

@@ -211,9 +211,7 @@ def build_settings(
             EXIT_USAGE,
         )
     if password is None and auth not in ("kerberos", "certificate") and sys.stdin.isatty():
-        password = typer.prompt(
-            f"Password for {username or 'the host'}", hide_input=True, err=True
-        )
+        password = typer.prompt(f"Password for {username or 'the host'}", hide_input=True, err=True)
     try:
         return ConnectionSettings(
             host=host,

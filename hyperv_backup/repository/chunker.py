@@ -68,6 +68,7 @@ from pyfastcdc import FastCDC
 
 from hyperv_backup.errors import RepositoryError
 from hyperv_backup.repository.config import ChunkerParams
+from hyperv_backup.repository.guide import ChunkGuide
 
 __all__ = ["Chunker", "DigestingReader"]
 
@@ -187,11 +188,16 @@ class Chunker:
 
     def chunks(self, stream: DigestingReader | _ReadsInto) -> Iterator[memoryview]:
         """The chunks of ``stream``; each view is valid only until the next one is produced."""
-        return (view for view, _zero in self.cut(stream))
+        return (view for view, _zero, _id in self.cut(stream))
 
-    def cut(self, stream: DigestingReader | _ReadsInto) -> Iterator[tuple[memoryview, bool]]:
+    def cut(
+        self, stream: DigestingReader | _ReadsInto, guide: ChunkGuide | None = None
+    ) -> Iterator[tuple[memoryview, bool, bytes | None]]:
         """:meth:`chunks`, each with whether it is a maximum-size run of zeros (found by
-        the shortcut; its id is the codec's cached zero id, so it need not be hashed)."""
+        the shortcut; its id is the codec's cached zero id, so it need not be hashed) and,
+        with a ``guide`` (the file's previous backup), its id: a guided chunk's id is
+        computed here, with the guide's id function, to check the guess. The cut points are
+        the same with or without a guide (see :mod:`~hyperv_backup.repository.guide`)."""
         cdc = self._cdc()
         max_size = self.params.max_size
         # Two buffers in turn. A DigestingReader hashes straight from them, so a buffer is
@@ -209,6 +215,7 @@ class Chunker:
         current = 0
         buffer = buffers[current]
         start = end = 0  # the unchunked bytes are buffer[start:end]
+        offset = 0  # where buffer[start] is in the file
         eof = False
         while True:
             if not eof and end - start < max_size:
@@ -232,9 +239,39 @@ class Chunker:
                 and self._zero_shortcut
                 and self._zeros.startswith(buffer[start : start + max_size])
             )
-            length = max_size if zero else next(iter(cdc.cut_buf(buffer[start:end]))).length
-            yield buffer[start : start + length], zero
+            if guide is None:
+                length = max_size if zero else next(iter(cdc.cut_buf(buffer[start:end]))).length
+                yield buffer[start : start + length], zero, None
+            else:
+                length, chunk_id = self._guided_cut(cdc, guide, buffer[start:end], offset, zero)
+                yield buffer[start : start + length], zero, chunk_id
             start += length
+            offset += length
+
+    def _guided_cut(
+        self, cdc: FastCDC, guide: ChunkGuide, data: memoryview, offset: int, zero: bool
+    ) -> tuple[int, bytes | None]:
+        """The next cut in ``data`` (at ``offset`` of the file): the guessed one if its id
+        matches, else FastCDC's; with the chunk's id (None for a zero run)."""
+        chunk_id: bytes | None = None
+        if zero:
+            length = self.params.max_size
+        else:
+            guess = guide.guess(offset)
+            length = 0
+            if guess is not None and guess[1] <= len(data):
+                key, length = guess
+                chunk_id = guide.blob_id(data[:length])
+                if chunk_id.startswith(key):
+                    guide.confirm()
+                    guide.follow(offset, chunk_id, zero)
+                    return length, chunk_id
+            cut = next(iter(cdc.cut_buf(data))).length
+            if cut != length:  # FastCDC cut elsewhere than the guess: hash the real chunk
+                length, chunk_id = cut, guide.blob_id(data[:cut])
+        if chunk_id is not None:
+            guide.follow(offset, chunk_id, zero)
+        return length, chunk_id
 
 
 _BUFFER_CHUNKS = 4

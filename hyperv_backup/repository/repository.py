@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import logging
 import secrets
 import threading
@@ -73,6 +74,7 @@ from hyperv_backup.repository.lock import (
     acquire_shared,
     read_locks,
 )
+from hyperv_backup.repository.parent import ParentGuides
 from hyperv_backup.repository.prune import PruneReport, prune_repository
 from hyperv_backup.repository.repair import IndexRepairReport, repair_index
 from hyperv_backup.repository.restore import RestoreReport, restore_snapshot
@@ -162,6 +164,8 @@ class Repository:
         self._guard = threading.Lock()
         self._shared: RepositoryLock | None = None
         self._shared_users = 0
+        self._summaries_lock = threading.Lock()
+        self._summaries: dict[str, tuple[str, datetime, str]] = {}  # key: vm id, time, id
 
     def __repr__(self) -> str:
         return f"Repository({self.id[:8]}, {self._target!r}, encrypted={self.encrypted})"
@@ -458,12 +462,30 @@ class Repository:
     # --- backup -------------------------------------------------------------------------------
 
     def open_vm(
-        self, job_id: str, vm: VMInfo, *, host: str, tags: Sequence[str] = ()
+        self,
+        job_id: str,
+        vm: VMInfo,
+        *,
+        host: str,
+        tags: Sequence[str] = (),
+        parent: str | None = "latest",
     ) -> SnapshotWriter:
         """Start one VM's backup (the :class:`~hyperv_backup.sink.CaptureSink` protocol).
 
         Takes the shared lock (released when the last writer commits or aborts).
+        ``parent`` is the earlier backup whose chunks guide this one's chunking (the same
+        chunks, found faster; see :mod:`~hyperv_backup.repository.guide`): ``"latest"``
+        (the newest snapshot of the same VM id, looked up when the first file is written),
+        a snapshot id, or None for no guide.
         """
+        find_parent: Callable[[], Snapshot | None]
+        if parent == "latest":
+            find_parent = functools.partial(self._latest_snapshot_of, vm)
+        elif parent is None:
+            find_parent = _no_parent
+        else:
+            chosen = self.snapshot(parent)  # a wrong id fails here, before any work
+            find_parent = functools.partial(_given, chosen)
         self._hold_shared(f"backup of job {job_id}")
         return SnapshotWriter(
             repository_id=self.id,
@@ -475,7 +497,31 @@ class Repository:
             tags=tags,
             check_lock=self._check_shared,
             on_close=self._release_shared,
+            guides=ParentGuides(self._store, find_parent),
         )
+
+    def _latest_snapshot_of(self, vm: VMInfo) -> Snapshot | None:
+        """The newest snapshot of ``vm`` (by id). Manifests are read once per repository
+        object; later lookups read only new ones."""
+        with self._summaries_lock:
+            keys = snapshot_keys(self._target)
+            unseen = [key for key in keys if key not in self._summaries]
+            fresh: dict[str, Snapshot] = {}
+            for key, snapshot in zip(unseen, self._read_snapshots(unseen), strict=True):
+                if snapshot is not None:
+                    fresh[key] = snapshot
+                    self._summaries[key] = (str(snapshot.vm.id), snapshot.time, snapshot.id)
+            wanted = str(vm.id)
+            mine = [key for key in keys if self._summaries.get(key, ("",))[0] == wanted]
+        if not mine:
+            return None
+        newest = max(mine, key=lambda key: self._summaries[key][1:])
+        if newest in fresh:
+            return fresh[newest]
+        try:
+            return read_snapshot(self._target, self._codec, newest)
+        except FileNotFoundError:
+            return None  # forgotten meanwhile
 
     # --- snapshots ----------------------------------------------------------------------------
 
@@ -494,6 +540,11 @@ class Repository:
         return sorted(found, key=lambda s: (s.time, s.id), reverse=True)
 
     def _read_all_snapshots(self) -> list[Snapshot]:
+        return [s for s in self._read_snapshots(snapshot_keys(self._target)) if s is not None]
+
+    def _read_snapshots(self, keys: list[str]) -> list[Snapshot | None]:
+        """The manifests at ``keys``, in order; None where one is gone or damaged."""
+
         def read(key: str) -> Snapshot | None:
             try:
                 return read_snapshot(self._target, self._codec, key)
@@ -503,8 +554,10 @@ class Repository:
                 logger.warning("skipping snapshot object %s: %s", key, err)
                 return None
 
+        if len(keys) <= 1:
+            return [read(key) for key in keys]
         with ThreadPoolExecutor(4, "hyperv-backup-snapshots") as pool:
-            return [s for s in pool.map(read, snapshot_keys(self._target)) if s is not None]
+            return list(pool.map(read, keys))
 
     def snapshot(self, snapshot_id: str) -> Snapshot:
         """One snapshot by id, unique id prefix (≥ 4 characters) or location string."""
@@ -706,3 +759,11 @@ class Repository:
                 self._shared_users = 0
             if lock is not None:
                 lock.release()
+
+
+def _no_parent() -> Snapshot | None:
+    return None
+
+
+def _given(snapshot: Snapshot) -> Snapshot | None:
+    return snapshot

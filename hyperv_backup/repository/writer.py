@@ -6,6 +6,9 @@ repository (or a pack in flight) has it: compressed and encrypted on the store's
 pool while the next chunks are cut, then added to the writer's pack in file order. The
 file's ordered chunk ids go into ``chunk_list`` blobs; the manifest is written by
 :meth:`SnapshotWriter.commit` after every pack and index object it needs.
+
+When the VM has an earlier backup holding a file of the same path, that file's chunks guide
+the chunker (:mod:`~hyperv_backup.repository.guide`): the same cuts, found with less work.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import BinaryIO
 from hyperv_backup.errors import HyperVBackupError, RepositoryError
 from hyperv_backup.models import VMInfo
 from hyperv_backup.repository.chunker import Chunker, DigestingReader
+from hyperv_backup.repository.guide import ChunkGuide
 from hyperv_backup.repository.pack import BlobType
 from hyperv_backup.repository.snapshot import (
     CHUNK_IDS_PER_LIST,
@@ -73,6 +77,7 @@ class SnapshotWriter:
         tags: Sequence[str],
         check_lock: Callable[[], None],
         on_close: Callable[[], None],
+        guides: Callable[[str], ChunkGuide | None] | None = None,
     ) -> None:
         self._repository_id = repository_id
         self._store = store
@@ -84,6 +89,7 @@ class SnapshotWriter:
         self._tags = list(tags)
         self._check_lock = check_lock
         self._on_close = on_close
+        self._guides = guides
         self._files: dict[str, SnapshotFile] = {}
         self._stats = SnapshotStats()
         self._state = "open"
@@ -104,14 +110,15 @@ class SnapshotWriter:
         """Store ``stream`` (read to its end) as ``relative_path``; its size and SHA-256."""
         self._ensure_open()
         path = safe_relative_path(relative_path).as_posix()
+        guide = self._guides(path) if self._guides is not None else None
         reader = DigestingReader(stream, progress)
         chunk_ids = bytearray()
         chunk_lists: list[str] = []
         chunks = 0
         encoding: deque[_Encoding] = deque()
         try:
-            for view, zero in self._chunker.cut(reader):
-                chunk_ids += self._store_chunk(view, zero, encoding)
+            for view, zero, known_id in self._chunker.cut(reader, guide):
+                chunk_ids += self._store_chunk(view, zero, known_id, encoding)
                 chunks += 1
                 if len(chunk_ids) >= CHUNK_IDS_PER_LIST * _ID_BYTES:
                     chunk_lists.append(self._store_chunk_list(bytes(chunk_ids)))
@@ -125,6 +132,14 @@ class SnapshotWriter:
                 pending.future.cancel()
             wait([pending.future for pending in encoding])
         digest = FileDigest(size=reader.size, sha256=reader.hexdigest())
+        if guide is not None:
+            logger.debug(
+                "%s: %s: %d of %d chunks cut where the previous backup's were guessed",
+                self._vm.name,
+                path,
+                guide.confirmed,
+                chunks,
+            )
         self._files[path] = SnapshotFile(
             path=path,
             size=digest.size,
@@ -135,12 +150,22 @@ class SnapshotWriter:
         self._stats.bytes += digest.size
         return digest
 
-    def _store_chunk(self, data: memoryview, zero: bool, encoding: deque[_Encoding]) -> bytes:
+    def _store_chunk(
+        self,
+        data: memoryview,
+        zero: bool,
+        known_id: bytes | None,
+        encoding: deque[_Encoding],
+    ) -> bytes:
         # The view is only valid until the next chunk: hashed straight from the chunker's
-        # buffer, and copied only when it is new and goes to the encoding pool. Runs of
-        # zeros (free disk space) the chunker recognised are all alike: their id is cached.
+        # buffer (unless a guided chunker did), and copied only when it is new and goes to
+        # the encoding pool. Runs of zeros (free disk space) the chunker recognised are all
+        # alike: their id is cached.
         codec = self._store.codec
-        chunk_id = codec.zero_id(len(data)) if zero else codec.blob_id(data)
+        if known_id is not None:
+            chunk_id = known_id
+        else:
+            chunk_id = codec.zero_id(len(data)) if zero else codec.blob_id(data)
         self._stats.chunks += 1
         if not self._packer.known(chunk_id) and not any(p.id == chunk_id for p in encoding):
             encoding.append(
@@ -244,4 +269,3 @@ class SnapshotWriter:
 
 def _nothing() -> None:
     pass
-

@@ -199,8 +199,7 @@ class DemoReport:
         if self.restore is not None:
             again = shlex.quote(str(self.output / "restore-again"))
             commands.append(
-                f"{env} {tool} restore {self.restore.snapshot[:8]} --repo {repo} "
-                f"--to {again}"
+                f"{env} {tool} restore {self.restore.snapshot[:8]} --repo {repo} --to {again}"
             )
         if self.s3.server == "rclone" and self.s3.data_folder is not None:
             binary = _rclone_command()
