@@ -7,6 +7,9 @@ new backup that the parent also holds, under the same path, gets a
 the index's chunk sizes. A guide only saves work; when one cannot be built (a chunk list
 that cannot be read, a chunk the loaded index does not know), the file is chunked without
 it and the backup goes on.
+
+Finding the newest snapshot of a VM reads every snapshot manifest once per open repository
+(as listing the snapshots does); later lookups in the same process read only new ones.
 """
 
 from __future__ import annotations
