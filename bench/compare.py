@@ -1054,6 +1054,8 @@ def main() -> int:
                         days[runner.key].append(runner.backup(day))
                 for name in tools:
                     results[name].rounds.append(days[name])
+                for runner in runners:  # every round starts with the same disk and page cache
+                    shutil.rmtree(work / "s3" / runner.bucket, ignore_errors=True)
             if sparse_image is not None:
                 print(
                     f"  hyperv-backup on the {human(args.sparse_size)} sparse image ...", flush=True
