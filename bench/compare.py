@@ -127,11 +127,11 @@ class SparseWriter:
         self._file = path.open("wb")
         self._pending = bytearray()  # bytes not yet a whole aligned block
         self.offset = 0  # bytes written or skipped so far
-        self.sha256 = hashlib.sha256() if digest else None
+        self.digest = blake3.blake3() if digest else None  # as hyperv-backup records it
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if self.sha256 is not None:
-            self.sha256.update(data)
+        if self.digest is not None:
+            self.digest.update(data)
         self._pending += data
         self.offset += len(data)
         whole = len(self._pending) // BLOCK * BLOCK
@@ -152,12 +152,12 @@ class SparseWriter:
         blocks = length // BLOCK
         self._file.seek(blocks * BLOCK, os.SEEK_CUR)
         self.offset += blocks * BLOCK
-        if self.sha256 is not None:
+        if self.digest is not None:
             zeros = bytes(8 * MiB)
             left = blocks * BLOCK
             while left:
                 step = min(left, len(zeros))
-                self.sha256.update(memoryview(zeros)[:step])
+                self.digest.update(memoryview(zeros)[:step])
                 left -= step
         self.write(bytes(length - blocks * BLOCK))
 
@@ -169,13 +169,13 @@ class SparseWriter:
                 self._file.write(self._pending)
         self._file.truncate(self.offset)
         self._file.close()
-        return self.sha256.hexdigest() if self.sha256 is not None else ""
+        return self.digest.hexdigest() if self.digest is not None else ""
 
 
 def write_image(
     path: Path, size: int, shares: dict[str, float], seed: int, *, digest: bool = True
 ) -> str:
-    """Write a VM-like image of ``size`` bytes; its SHA-256 (with ``digest``)."""
+    """Write a VM-like image of ``size`` bytes; its BLAKE3 (with ``digest``)."""
     rng = random.Random(seed + 1)  # noqa: S311 - reproducible data, no secret
     out = SparseWriter(path, digest=digest)
     for kind, length in extent_plan(size, shares, seed):
@@ -192,7 +192,7 @@ def write_image(
 
 @dataclass
 class NextDay:
-    sha256: str
+    blake3: str
     size: int
     changed_blocks: int
     insert_at: int
@@ -427,7 +427,7 @@ class HyperVBackup:
         name = f"hvb-day{day + 1}{self.tag}" if path is None else f"hvb-{image.stem}"
         run = self.bench.run(self.command("backup", str(image)), self.env, name, source=image)
         report = json.loads(run.stdout.strip().splitlines()[-1])
-        if path is None and report["sha256"] != self.expected[day]:
+        if path is None and report["blake3"] != self.expected[day]:
             raise RuntimeError(f"hyperv-backup read day {day + 1} wrong: {report}")
         detail = (
             f"open {report['open_s']:.1f} s, back up {report['backup_s']:.1f} s, close "
@@ -574,7 +574,7 @@ def hvb_worker(argv: list[str]) -> int:
                 "backup_s": backed_up - opened,  # lock, index, read + store, commit
                 "close_s": closed - backed_up,
                 "rss_opened": rss_opened,  # before any data: interpreter, libraries, client
-                "sha256": digest,
+                "blake3": digest,
                 "new_bytes": stats.new_bytes,
                 "stored_bytes": stats.stored_bytes,
                 "chunks": stats.chunks,
@@ -624,10 +624,10 @@ def _hvb_backup(repo: Any, disk: Path) -> tuple[str, str]:
                 host_path=str(disk),
                 role=FileRole.DISK,
                 size=digest.size,
-                sha256=digest.sha256,
+                blake3=digest.blake3,
             )
         )
-        return capture.commit(result), digest.sha256
+        return capture.commit(result), digest.blake3 or ""
     except BaseException:
         capture.abort()
         raise
@@ -637,21 +637,21 @@ def _hvb_backup(repo: Any, disk: Path) -> tuple[str, str]:
 
 
 class _TimedReader:
-    """A file read through ``readinto``, timing the reads and the whole-file SHA-256 apart,
+    """A file read through ``readinto``, timing the reads and the whole-file BLAKE3 apart,
     as :class:`~hyperv_backup.repository.chunker.DigestingReader` does both."""
 
     def __init__(self, stream: Any, clock: dict[str, float]) -> None:
         self._stream = stream
         self._clock = clock
-        self._sha256 = hashlib.sha256()
+        self._hash = blake3.blake3(max_threads=1)
 
     def readinto(self, buffer: memoryview) -> int:
         started = time.thread_time()
         count = self._stream.readinto(buffer) or 0
         read = time.thread_time()
-        self._sha256.update(buffer[:count])
+        self._hash.update(buffer[:count])
         self._clock["read file"] += read - started
-        self._clock["SHA-256 of the file"] += time.thread_time() - read
+        self._clock["BLAKE3 of the file"] += time.thread_time() - read
         return count
 
 
@@ -665,7 +665,7 @@ def stage_costs(images: list[Path]) -> list[tuple[str, list[float]]]:
     seen: set[bytes] = set()
     names = [
         "read file",
-        "SHA-256 of the file",
+        "BLAKE3 of the file",
         "cut points (FastCDC; day 2: checked guesses)",
         "BLAKE3 chunk ids",
         "zstd + AES-GCM (new chunks)",
@@ -709,7 +709,7 @@ def stage_costs(images: list[Path]) -> list[tuple[str, list[float]]]:
                 hashlib.md5(stored, usedforsecurity=False).digest()
                 clock[names[-1]] += time.thread_time() - encoded
         # The cut-point clock also ran the reads and the file hash (inside the chunker).
-        clock[cutting] -= clock["read file"] + clock["SHA-256 of the file"]
+        clock[cutting] -= clock["read file"] + clock["BLAKE3 of the file"]
         columns.append(clock)
     return [(name, [c[name] for c in columns]) for name in names]
 
@@ -1003,7 +1003,7 @@ def main() -> int:
         started = time.perf_counter()
         shares = {"zeros": 0.40, "text": 0.30, "random": 0.30}
         day1, day2 = work / "day1.vhdx", work / "day2.vhdx"
-        sha1 = write_image(day1, args.size, shares, args.seed)
+        day1_hash = write_image(day1, args.size, shares, args.seed)
         nd = write_next_day(day1, day2, seed=args.seed + 2)
         changed = nd.changed_blocks * BLOCK + nd.insert_size
         print(
@@ -1038,7 +1038,8 @@ def main() -> int:
                 runners: list[Any] = []
                 for name in tools:
                     if name == "hyperv-backup":
-                        runners.append(HyperVBackup(bench, tag, args.hvb_option, [sha1, nd.sha256]))
+                        expected = [day1_hash, nd.blake3]
+                        runners.append(HyperVBackup(bench, tag, args.hvb_option, expected))
                     elif name == "restic":
                         runners.append(Restic(bench, tag))
                     else:

@@ -25,7 +25,6 @@ Exit code: 0 restored, 1 failed, 2 bad settings.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 from pathlib import Path
 
@@ -87,12 +86,12 @@ def newest_backup(repository: Repository, vm: str) -> Snapshot:
 def verify_folder(folder: Path, snapshot: Snapshot) -> None:
     """Hash every restored file again; :class:`IntegrityError` at the first mismatch."""
     for entry in snapshot.files:
-        digest = hashlib.sha256()
+        digest = entry.hasher()  # BLAKE3 (SHA-256 in backups made before BLAKE3 was used)
         with (folder / entry.path).open("rb") as stream:
             while block := stream.read(4 * MiB):
                 digest.update(block)
-        if digest.hexdigest() != entry.sha256:
-            raise IntegrityError(f"{folder / entry.path} does not match its backup's SHA-256")
+        if not digest.matches():
+            raise IntegrityError(f"{folder / entry.path} does not match its backup's {digest.name}")
 
 
 def main() -> int:

@@ -566,6 +566,7 @@ class BackupJob:
                     role=host_file.role,
                     size=digest.size,
                     sha256=digest.sha256,
+                    blake3=digest.blake3,
                 )
             )
             result.bytes += digest.size

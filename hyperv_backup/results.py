@@ -67,7 +67,12 @@ class CapturedFile(_Model):
     host_path: str = Field(description="Where it was read on the host.")
     role: FileRole
     size: int = Field(ge=0)
-    sha256: str
+    sha256: str | None = Field(
+        default=None, description="SHA-256 of the file (plain layouts: `sha256sum`)."
+    )
+    blake3: str | None = Field(
+        default=None, description="BLAKE3 of the file (repositories: `b3sum`)."
+    )
 
 
 class Exclusion(_Model):

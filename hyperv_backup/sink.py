@@ -33,10 +33,19 @@ REPORT_NAME = "backup.json"
 
 @dataclass(frozen=True)
 class FileDigest:
-    """What was stored for one file."""
+    """What was stored for one file: its size and a hash of all of it.
+
+    A repository records BLAKE3 (what ``b3sum`` prints; a third of SHA-256's cost here);
+    the plain layouts record SHA-256 (what ``sha256sum`` and ``Get-FileHash`` print).
+    """
 
     size: int
-    sha256: str
+    sha256: str | None = None
+    blake3: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.sha256 is None and self.blake3 is None:
+            raise ValueError("a file digest needs its SHA-256 or its BLAKE3")
 
 
 class VMCapture(Protocol):

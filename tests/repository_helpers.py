@@ -127,6 +127,7 @@ def back_up(
                     role=role,
                     size=digest.size,
                     sha256=digest.sha256,
+                    blake3=digest.blake3,
                 )
             )
         return capture.commit(result)

@@ -374,8 +374,16 @@ def test_backup_to_s3_as_plain_folders_any_tool_can_fetch(
 
 def test_simulator_serve_json_with_smb_gives_what_a_backup_over_smb_needs(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hyperv_backup", "simulator", "serve", "--no-tls", "--smb",
-         "--json"],
+        [
+            sys.executable,
+            "-m",
+            "hyperv_backup",
+            "simulator",
+            "serve",
+            "--no-tls",
+            "--smb",
+            "--json",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -389,10 +397,27 @@ def test_simulator_serve_json_with_smb_gives_what_a_backup_over_smb_needs(tmp_pa
         assert not endpoint["tls"]
         assert set(endpoint["path_map"]) >= {"C:\\", "D:\\"}
         done = subprocess.run(
-            [sys.executable, "-m", "hyperv_backup", "backup", "web01", "--to",
-             str(tmp_path / "backups"), "--host", endpoint["host"], "--port",
-             str(endpoint["port"]), "--no-tls", "--auth", endpoint["auth"], "-u",
-             endpoint["username"], "--smb-port", str(endpoint["smb_port"]), "--json"],
+            [
+                sys.executable,
+                "-m",
+                "hyperv_backup",
+                "backup",
+                "web01",
+                "--to",
+                str(tmp_path / "backups"),
+                "--host",
+                endpoint["host"],
+                "--port",
+                str(endpoint["port"]),
+                "--no-tls",
+                "--auth",
+                endpoint["auth"],
+                "-u",
+                endpoint["username"],
+                "--smb-port",
+                str(endpoint["smb_port"]),
+                "--json",
+            ],
             capture_output=True,
             text=True,
             timeout=120,

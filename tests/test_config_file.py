@@ -426,7 +426,7 @@ def test_monitoring_from_the_file_writes_the_report_and_metrics_with_the_job_nam
         _table("reader", {"path_maps": {k: str(v) for k, v in sim.path_map().items()}}),
         _table("backup", {"all": True, "to": "exports", "state_dir": "state"}),
         _table("monitoring", {"report_file": "last.json", "metrics_file": "hv.prom"}),
-        "[hosts.lab]\nmonitoring.job_name = \"lab-nightly\"\n",
+        '[hosts.lab]\nmonitoring.job_name = "lab-nightly"\n',
     )
     env = {"SIM_PASSWORD": sim.scenario.credentials.password}
     result = _run(["--config", str(config), "backup", "--json"], env)

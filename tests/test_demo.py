@@ -147,7 +147,7 @@ def test_demo_prints_steps_vm_table_and_where_everything_is(tmp_path: Path) -> N
     assert "excluded: pass-through disk 3" in text
     assert "workaround: convert the pass-through disk to a VHDX" in text
     assert "Chunks reused" in text
-    assert "every file's SHA-256 verified" in text
+    assert "every file's hash verified" in text
     assert f"Repository:   {output / 'repository'}" in text
     assert f"s3://{DEMO_BUCKET}/{DEMO_PREFIX} at http://127.0.0.1:" in text
     assert "in memory" in text

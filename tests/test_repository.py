@@ -7,13 +7,15 @@ a few MiB of generated, VM-like data (zeros, text-like and random extents).
 from __future__ import annotations
 
 import io
+import json
 import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import blake3
 import pytest
 
-from hyperv_backup.errors import RepositoryError, WrongPasswordError
+from hyperv_backup.errors import IntegrityError, RepositoryError, WrongPasswordError
 from hyperv_backup.policy import ConsistencyPolicy
 from hyperv_backup.repository import Repository, vm_folder_name
 from hyperv_backup.results import Exclusion, VMBackupResult, VMStatus
@@ -185,11 +187,13 @@ def test_snapshot_manifest_holds_vm_result_coverage_and_files(tmp_path: Path) ->
     assert snapshot.result.excluded[0].reason == "Hyper-V cannot back it up"
     assert snapshot.result.location == location
     [entry] = snapshot.files
-    assert (entry.path, entry.size, entry.sha256) == (
+    assert (entry.path, entry.size, entry.blake3, entry.sha256) == (
         "Virtual Hard Disks/web01.vhdx",
         digest.size,
-        digest.sha256,
+        blake3.blake3(disk).hexdigest(),
+        None,
     )
+    assert digest.blake3 == entry.blake3
     assert entry.chunks > 1
     assert len(entry.chunk_lists) == 1
     other = Repository.init(LocalTarget(tmp_path / "other"), **SMALL)
@@ -325,3 +329,25 @@ def test_packs_are_named_by_blake3_and_older_sha256_repositories_stay_readable(
     packs = _pack_files(old_root)
     assert packs
     assert all(sha256(p.read_bytes()) == p.name for p in packs)
+
+
+@pytest.mark.parametrize("recorded", ["right", "wrong"])
+def test_backups_that_recorded_sha256_restore_verified_by_it(tmp_path: Path, recorded: str) -> None:
+    """Manifests written before the whole-file hash was BLAKE3 carry a SHA-256 instead."""
+    repo = Repository.init(LocalTarget(tmp_path / "repo"), PASSWORD, **SMALL)
+    disk = vm_like(2 * MiB, seed=5)
+    location = back_up(repo, vm_info("web01"), {"Virtual Hard Disks/web01.vhdx": disk})
+    key = "snapshots/" + location.split(":")[1]
+    manifest = json.loads(repo._codec.unseal("snapshot", repo._target.get(key)))
+    [entry] = manifest["files"]
+    del entry["blake3"]
+    entry["sha256"] = sha256(disk) if recorded == "right" else sha256(b"something else")
+    repo._target.put(key, repo._codec.seal("snapshot", json.dumps(manifest).encode()))
+
+    if recorded == "right":
+        report = repo.restore(location, tmp_path / "out")
+        assert (report.folder / "Virtual Hard Disks/web01.vhdx").read_bytes() == disk
+    else:
+        with pytest.raises(IntegrityError, match="does not match the SHA-256 recorded"):
+            repo.restore(location, tmp_path / "out")
+        assert not list((tmp_path / "out").rglob("*.vhdx*"))  # no partial file left

@@ -6,10 +6,11 @@ job can be restored from the repository byte for byte, in the Export-VM layout.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import blake3
 
 from hyperv_backup import (
     BackupJob,
@@ -77,7 +78,7 @@ def test_backup_job_into_a_repository_restores_every_vm_byte_exact(
         assert set(restored) == {f.relative_path for f in backed_up.files}  # the layout
         for captured in backed_up.files:
             data = restored[captured.relative_path].read_bytes()
-            assert hashlib.sha256(data).hexdigest() == captured.sha256, captured.relative_path
+            assert blake3.blake3(data).hexdigest() == captured.blake3, captured.relative_path
             assert snapshot_role(snapshot, captured.relative_path) == captured.role
             if backed_up.vm_name == "web01" and captured.host_path in web_files:
                 assert data == web_files[captured.host_path]  # read in place: the host file

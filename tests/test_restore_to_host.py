@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import blake3
 import pytest
 from typer.testing import CliRunner
 
@@ -142,7 +143,7 @@ def test_every_file_lands_on_the_host_byte_exact(
     restored = files_under(sim.local_path(report.folder))
     assert set(restored) == {f.path for f in snapshot.files}  # the Export-VM layout
     for entry in snapshot.files:
-        assert sha256(restored[entry.path]) == entry.sha256, entry.path
+        assert blake3.blake3(restored[entry.path]).hexdigest() == entry.blake3, entry.path
     assert restored["Virtual Hard Disks/web.vhdx"] == host_disk
     assert report.bytes == sum(f.size for f in snapshot.files)
     assert partial_files(sim) == []
@@ -378,7 +379,7 @@ def test_cli_restores_onto_the_host_and_imports(
     assert sim.emulator.vm_info("web-cli").id != sim.emulator.vm_info("web").id
     for entry in snapshot.files:
         local = sim.local_path(r"D:\Cli\web\\" + entry.path.replace("/", "\\"))
-        assert sha256(local.read_bytes()) == entry.sha256
+        assert blake3.blake3(local.read_bytes()).hexdigest() == entry.blake3
 
     both = runner.invoke(app, [*base, "--to", str(tmp_path), "--to-host", r"D:\X"], env=env)
     neither = runner.invoke(app, base, env=env)

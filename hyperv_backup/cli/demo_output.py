@@ -126,7 +126,7 @@ def _restore_table(report: DemoReport) -> Table | None:
         return None
     table = Table(
         title=f"Restored {escape(restore.vm)} (backup {restore.snapshot[:8]}): every file's "
-        "SHA-256 verified",
+        "hash verified",
         expand=False,
     )
     table.add_column("File", overflow="fold")

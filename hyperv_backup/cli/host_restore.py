@@ -157,7 +157,7 @@ def _print(report: HostRestoreReport, host: str) -> None:
     out().print(
         f"Restored {len(report.files)} files ({format_bytes(report.bytes)}) of backup "
         f"{report.snapshot_id[:8]} into {report.folder} on {host}; every file matched its "
-        "SHA-256.",
+        "recorded hash.",
         markup=False,
     )
     imported = report.imported

@@ -394,7 +394,7 @@ def restore(
         return
     out().print(
         f"Restored {len(report.files)} files ({format_bytes(report.bytes)}) of backup "
-        f"{report.snapshot_id[:8]} into {report.folder}; every file matched its SHA-256.",
+        f"{report.snapshot_id[:8]} into {report.folder}; every file matched its recorded hash.",
         markup=False,
     )
 

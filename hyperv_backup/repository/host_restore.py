@@ -9,7 +9,7 @@ The snapshot's files are written to ``<destination>\\<VM folder>\\<relative path
 host — the Export-VM layout, as :meth:`Repository.restore` writes it locally — through a
 :class:`~hyperv_backup.transfer.FileWriter` (:class:`~hyperv_backup.transfer.SMBWriter`).
 Each file streams chunk by chunk from the repository (the same reads ahead as a local
-restore), its SHA-256 computed on the way and compared with the one recorded at backup
+restore), its hash computed on the way and compared with the one recorded at backup
 before the file gets its name: a damaged chunk aborts the restore and deletes that file's
 partial copy on the host; files finished before it stay (each of them verified).
 
@@ -29,7 +29,6 @@ folder stays an untouched, verified copy (delete it once the new VM runs well).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import ntpath
 import re
@@ -284,7 +283,7 @@ def _restore_file(
     overwrite: bool,
     progress: Callable[[int], None] | None = None,
 ) -> None:
-    """Stream one file onto the host; it gets its name only once its SHA-256 matched."""
+    """Stream one file onto the host; it gets its name only once its hash matched."""
     try:
         with writer.create(path, overwrite=overwrite) as upload:
             _stream(reader, entry, upload, progress)
@@ -305,7 +304,7 @@ def _stream(
     progress: Callable[[int], None] | None = None,
 ) -> None:
     """The file's chunks into ``upload``; :class:`IntegrityError` unless all of it matched."""
-    digest = hashlib.sha256()
+    digest = entry.hasher()
     written = 0
     for length, data in reader.chunks(reader.chunk_ids(entry)):
         if data is None:  # all zeros: nothing crosses the network
@@ -317,9 +316,9 @@ def _stream(
         written += length
         if progress is not None:
             progress(length)
-    if written != entry.size or digest.hexdigest() != entry.sha256:
+    if written != entry.size or not digest.matches():
         raise IntegrityError(
-            f"the data read back does not match the SHA-256 recorded at backup "
+            f"the data read back does not match the {digest.name} recorded at backup "
             f"({written} of {entry.size} bytes)"
         )
 

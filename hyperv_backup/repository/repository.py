@@ -622,7 +622,7 @@ class Repository:
 
         ``paths``: only files whose relative path equals or lies under one of these
         ('Virtual Hard Disks', 'Virtual Machines/…vmcx'). Every file is verified against its
-        SHA-256 as it is written (:class:`IntegrityError` names file and snapshot; the partial
+        recorded hash as it is written (:class:`IntegrityError` names file and snapshot; the partial
         file is removed). Existing files are refused unless ``overwrite``. ``progress``: called
         with the byte count of each chunk written.
         """

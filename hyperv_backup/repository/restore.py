@@ -2,15 +2,15 @@
 
 Files are streamed chunk by chunk: consecutive chunks of one pack are fetched with one range
 read (up to 8 MiB), a few reads ahead on a small thread pool, each chunk decoded and checked
-against its id. Every file's SHA-256 is computed as it is written and compared with the one
-recorded at backup; a file is written as ``<name>.partial`` and renamed only when it matches,
-so a damaged or interrupted restore never leaves a plausible-looking wrong file. Runs of
-zero chunks are skipped with a seek, so restored disks stay sparse.
+against its id. Every file's hash (BLAKE3; SHA-256 for backups made before it) is computed
+as it is written and compared with the one recorded at backup; a file is written as
+``<name>.partial`` and renamed only when it matches, so a damaged or interrupted restore
+never leaves a plausible-looking wrong file. Runs of zero chunks are skipped with a seek, so
+restored disks stay sparse.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections import deque
@@ -175,7 +175,7 @@ def _restore_file(
     progress: Callable[[int], None] | None = None,
 ) -> None:
     partial = destination.with_name(destination.name + ".partial")
-    digest = hashlib.sha256()
+    digest = entry.hasher()
     written = 0
     try:
         with partial.open("wb") as out:
@@ -201,11 +201,11 @@ def _restore_file(
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    if written != entry.size or digest.hexdigest() != entry.sha256:
+    if written != entry.size or not digest.matches():
         partial.unlink(missing_ok=True)
         raise IntegrityError(
-            f"{entry.path!r} of {snapshot.describe()} does not match the SHA-256 recorded "
-            "at backup; the partial file was removed. Run check(read_data=True)."
+            f"{entry.path!r} of {snapshot.describe()} does not match the {digest.name} "
+            "recorded at backup; the partial file was removed. Run check(read_data=True)."
         )
     os.replace(partial, destination)
 

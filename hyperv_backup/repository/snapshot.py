@@ -3,8 +3,8 @@
 A manifest exists only once every blob it names is in a pack and an index object, so a
 crash can never leave a backup that points at missing data. It holds the VM's metadata, the
 backup's result (consistency requested and achieved, method, what was excluded and why) and,
-per file of the Export-VM layout: its relative path, role, size, SHA-256 and its ordered
-chunk list.
+per file of the Export-VM layout: its relative path, role, size, hash of the whole file
+(BLAKE3; SHA-256 in older manifests) and its ordered chunk list.
 
 The chunk list of a file is stored as ``chunk_list`` blobs (each up to 16,384 concatenated
 32-byte chunk ids, i.e. ~10 GiB of disk) and the manifest names those blobs in order: the
@@ -15,11 +15,14 @@ and memory while writing stays bounded.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
+import blake3
 from pydantic import BaseModel, ConfigDict, Field
 
 from hyperv_backup.errors import IntegrityError
@@ -33,6 +36,7 @@ __all__ = [
     "CHUNK_IDS_PER_LIST",
     "SNAPSHOT_KIND",
     "SNAPSHOT_PREFIX",
+    "FileHasher",
     "Snapshot",
     "SnapshotFile",
     "SnapshotFilter",
@@ -57,12 +61,43 @@ class SnapshotFile(_Model):
     path: str = Field(description="Relative path in the Export-VM layout, '/'-separated.")
     role: FileRole | None = None
     size: int = Field(ge=0)
-    sha256: str
+    sha256: str | None = Field(default=None, description="Whole-file SHA-256 (older backups).")
+    blake3: str | None = Field(default=None, description="Whole-file BLAKE3.")
     chunks: int = Field(ge=0, description="How many chunks the file has.")
     chunk_lists: list[str] = Field(
         default_factory=list,
         description="Ids (hex) of the chunk_list blobs whose concatenation is the chunk list.",
     )
+
+    def hasher(self) -> FileHasher:
+        """A hash of the recorded kind, to check a restored copy of the file against."""
+        if self.blake3 is not None:
+            return FileHasher("BLAKE3", blake3.blake3(max_threads=1), self.blake3)
+        if self.sha256 is not None:
+            return FileHasher("SHA-256", hashlib.sha256(), self.sha256)
+        raise IntegrityError(f"the manifest records no hash for {self.path!r}")
+
+
+@dataclass
+class FileHasher:
+    """Hashes a file as it is restored; :meth:`matches` compares with the manifest."""
+
+    name: str
+    hash: _Hash
+    expected: str
+
+    def update(self, data: bytes | memoryview) -> None:
+        """Hash the next bytes of the file."""
+        self.hash.update(data)
+
+    def matches(self) -> bool:
+        """The hash of everything given equals the recorded one."""
+        return self.hash.hexdigest() == self.expected
+
+
+class _Hash(Protocol):
+    def update(self, data: bytes | memoryview, /) -> object: ...
+    def hexdigest(self) -> str: ...
 
 
 class SnapshotStats(_Model):

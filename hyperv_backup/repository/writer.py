@@ -1,6 +1,6 @@
 """Writing one VM's backup: the repository's :class:`~hyperv_backup.sink.VMCapture`.
 
-Each file is streamed once: read → SHA-256 (of the whole file, for the engine and restore;
+Each file is streamed once: read → BLAKE3 (of the whole file, for the engine and restore;
 on its own thread) → content-defined chunks → keyed BLAKE3 id → stored unless the
 repository (or a pack in flight) has it: compressed and encrypted on the store's encoding
 pool while the next chunks are cut, then added to the writer's pack in file order. The
@@ -107,7 +107,7 @@ class SnapshotWriter:
         stream: BinaryIO,
         progress: Callable[[int], None] | None = None,
     ) -> FileDigest:
-        """Store ``stream`` (read to its end) as ``relative_path``; its size and SHA-256."""
+        """Store ``stream`` (read to its end) as ``relative_path``; its size and BLAKE3."""
         self._ensure_open()
         path = safe_relative_path(relative_path).as_posix()
         guide = self._guides(path) if self._guides is not None else None
@@ -131,7 +131,7 @@ class SnapshotWriter:
             for pending in encoding:  # a failed file: let its encodings end, store nothing
                 pending.future.cancel()
             wait([pending.future for pending in encoding])
-        digest = FileDigest(size=reader.size, sha256=reader.hexdigest())
+        digest = FileDigest(size=reader.size, blake3=reader.hexdigest())
         if guide is not None:
             logger.debug(
                 "%s: %s: %d of %d chunks cut where the previous backup's were guessed",
@@ -143,7 +143,7 @@ class SnapshotWriter:
         self._files[path] = SnapshotFile(
             path=path,
             size=digest.size,
-            sha256=digest.sha256,
+            blake3=digest.blake3,
             chunks=chunks,
             chunk_lists=chunk_lists,
         )

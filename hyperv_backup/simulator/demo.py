@@ -143,7 +143,7 @@ class S3Info:
 
 @dataclass
 class DemoRestore:
-    """The restored VM and its files (each verified against its SHA-256 while written)."""
+    """The restored VM and its files (each verified against its recorded hash while written)."""
 
     vm: str
     snapshot: str
@@ -592,7 +592,7 @@ def run_demo(
             )
             narrator.done(
                 f"Restore {RESTORED_VM} from {output / 'repository'}",
-                f"{len(files)} files, {_mib(restored.bytes)}, every file's SHA-256 verified, "
+                f"{len(files)} files, {_mib(restored.bytes)}, every file's hash verified, "
                 f"into {restored.folder}",
             )
     report.seconds = time.monotonic() - started

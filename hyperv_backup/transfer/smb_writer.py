@@ -13,7 +13,7 @@ needs change rights on the share and modify rights on the folder.
 Each file is written as ``<name>.partial`` and renamed to its name only by
 :meth:`SMBUpload.commit`, after every write was acknowledged and flushed to the host's disk:
 a file with its real name on the host is always complete. The caller commits only once it
-has verified what it wrote (a restore checks the SHA-256 first); anything else — an error,
+has verified what it wrote (a restore checks the file's hash first); anything else — an error,
 an abort, leaving the ``with`` block — deletes the partial file. An existing file is never
 replaced unless ``overwrite=True``: the rename itself refuses, so a file that appears
 meanwhile is not lost either.
