@@ -254,25 +254,22 @@ class Chunker:
     ) -> tuple[int, bytes | None]:
         """The next cut in ``data`` (at ``offset`` of the file): the guessed one if its id
         matches, else FastCDC's; with the chunk's id (None for a zero run)."""
-        chunk_id: bytes | None = None
         if zero:
-            length = self.params.max_size
-        else:
-            guess = guide.guess(offset)
-            length = 0
-            if guess is not None and guess[1] <= len(data):
-                key, length = guess
-                chunk_id = guide.blob_id(data[:length])
-                if chunk_id.startswith(key):
-                    guide.confirm()
-                    guide.follow(offset, chunk_id, zero)
-                    return length, chunk_id
-            cut = next(iter(cdc.cut_buf(data))).length
-            if cut != length:  # FastCDC cut elsewhere than the guess: hash the real chunk
-                length, chunk_id = cut, guide.blob_id(data[:cut])
-        if chunk_id is not None:
-            guide.follow(offset, chunk_id, zero)
-        return length, chunk_id
+            return self.params.max_size, None
+        guess = guide.guess(offset)
+        tried: tuple[int, bytes] | None = None
+        if guess is not None and guess[1] <= len(data):
+            key, length = guess
+            chunk_id = guide.blob_id(data[:length])
+            if chunk_id.startswith(key):
+                guide.confirm()  # still in step: the shift stays
+                return length, chunk_id
+            tried = length, chunk_id
+        cut = next(iter(cdc.cut_buf(data))).length
+        # A wrong guess of the right length (bytes changed inside the chunk) was hashed already.
+        chunk_id = tried[1] if tried is not None and tried[0] == cut else guide.blob_id(data[:cut])
+        guide.follow(offset, chunk_id)
+        return cut, chunk_id
 
 
 _BUFFER_CHUNKS = 4

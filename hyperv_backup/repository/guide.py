@@ -99,10 +99,9 @@ class ChunkGuide:
         """The last guess was right (counted, for the log)."""
         self.confirmed += 1
 
-    def follow(self, offset: int, chunk_id: bytes, zero: bool) -> None:
-        """Today's chunk at ``offset`` is ``chunk_id``: keep the shift, or find a new one."""
-        if zero:
-            return  # all zero runs look alike: they say nothing about where we are
+    def follow(self, offset: int, chunk_id: bytes) -> None:
+        """Today's chunk at ``offset``, found by FastCDC, is ``chunk_id``: keep the shift, or
+        find a new one. Not for zero runs: all alike, they say nothing about where we are."""
         key = chunk_id[:KEY_BYTES]
         expected = bisect_left(self._starts, offset - self._shift, 0, self._count)
         if (

@@ -45,7 +45,6 @@ class ParentGuides:
         self._lock = threading.Lock()
         self._looked = False
         self._files: dict[str, SnapshotFile] = {}
-        self.parent_id: str | None = None
 
     def _parent_files(self) -> dict[str, SnapshotFile]:
         with self._lock:
@@ -57,7 +56,6 @@ class ParentGuides:
                     logger.warning("no previous backup to guide the chunking: %s", err)
                     parent = None
                 if parent is not None:
-                    self.parent_id = parent.id
                     self._files = {entry.path: entry for entry in parent.files}
                     logger.debug("chunking guided by %s", parent.describe())
             return self._files
